@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make run` and `make test` (see README, Quick start).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    ?= results/main
+
+.PHONY: install run test bench clean
+
+# torch is installed first and pinned: on the project's CPU machines its 2.13.0 wheel is on
+# disk; letting the resolver choose would fetch a newer build with gigabytes of CUDA packages.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: every strategy on the embedded digits set, 3 trials; a finished run is
+# re-reported, an interrupted one resumed.
+run: install
+	@if [ -f $(OUT)/store.sqlite ]; then \
+		$(BIN)/activeloss run --resume --out $(OUT); \
+	else \
+		$(BIN)/activeloss run --out $(OUT); \
+	fi
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/bench_gradnorm.py
+	$(BIN)/python bench/bench_kcenter.py
+
+clean:
+	rm -rf $(VENV) results build src/*.egg-info .pytest_cache

@@ -1,0 +1,91 @@
+"""The query-time half of a strategy: how the next batch is chosen."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..inputs import Inputs
+from ..objectives import Objective
+
+
+@dataclass
+class QueryContext:
+    """Everything an acquisition may look at.  Models are in eval mode while it runs."""
+
+    model: nn.Module
+    objective: Objective
+    inputs: Inputs
+    candidates: torch.Tensor  # global indices of the unlabeled items it may choose from
+    labeled: torch.Tensor  # global indices of the labeled items
+    generator: torch.Generator  # seeded, for acquisitions that draw at random
+    batch_size: int
+    settings: object = None
+    _cache: dict = field(default_factory=dict)
+
+    @torch.no_grad()
+    def logits(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of the model for ``indices`` (default: the candidates), un-augmented inputs."""
+        if indices is not None:
+            return torch.cat([self.model(x).float() for x in self.inputs.batches(indices, self.batch_size)])
+        if "logits" not in self._cache:  # several scores of one query share one pass over the candidates
+            self._cache["logits"] = self.logits(self.candidates)
+        return self._cache["logits"]
+
+    def probs(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.softmax(self.logits(indices), dim=-1)
+
+    @torch.no_grad()
+    def features(self, indices: torch.Tensor) -> torch.Tensor:
+        """Pooled penultimate features (the input of the classifier)."""
+        return torch.cat([self.model.features(x).float() for x in self.inputs.batches(indices, self.batch_size)])
+
+
+@dataclass
+class Selection:
+    """The chosen items (global indices, in order of preference) and, when there is one, their score."""
+
+    indices: torch.Tensor
+    scores: torch.Tensor | None = None
+
+
+class Acquisition:
+    """Chooses ``k`` items among ``ctx.candidates``."""
+
+    name = "acquisition"
+
+    def select(self, ctx: QueryContext, k: int) -> Selection:
+        raise NotImplementedError
+
+
+def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions of the ``k`` highest scores, highest first; ties keep the lower position.
+
+    A stable descending sort rather than ``topk`` so the order is reproducible everywhere.
+    """
+    return torch.sort(scores.float().cpu(), descending=True, stable=True).indices[:k]
+
+
+class ScoreAcquisition(Acquisition):
+    """Scores every candidate with ``score_fn(ctx, candidates)`` and takes the top-k (highest first)."""
+
+    def __init__(self, name: str, score_fn: Callable[[QueryContext], torch.Tensor]) -> None:
+        self.name = name
+        self.score_fn = score_fn
+
+    def select(self, ctx: QueryContext, k: int) -> Selection:
+        scores = self.score_fn(ctx).float().cpu()
+        order = top_k(scores, k)
+        return Selection(ctx.candidates.cpu()[order], scores[order])
+
+
+class RandomAcquisition(Acquisition):
+    """Uniform choice among the candidates."""
+
+    name = "random"
+
+    def select(self, ctx: QueryContext, k: int) -> Selection:
+        order = torch.randperm(ctx.candidates.numel(), generator=ctx.generator)[:k]
+        return Selection(ctx.candidates.cpu()[order], None)

@@ -1,0 +1,299 @@
+"""The active-learning loop: cycles of train -> evaluate -> query -> label, over
+strategies x trials with shared seeds, recorded in the store and resumable.
+
+Resuming works because every random draw is seeded by name (see :mod:`seeding`), the
+labeled set is rebuilt from the store, and the model of the last finished cycle is
+checkpointed before that cycle is committed.  A run killed at any moment and resumed
+therefore gives the same results as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import models
+from .acquisitions import QueryContext
+from .augment import parse_augment
+from .config import Settings, resolve, validate
+from .data import Dataset, load_dataset
+from .errors import ConfigError
+from .inputs import Inputs
+from .objectives import Objective
+from .oracle import Oracle, SimulatedOracle
+from .pool import Pool
+from .report import write_results_csv
+from .seeding import derive_seed, generator
+from .store import CycleResult, Store
+from .strategies import Strategy, get_strategy, main_comparison
+from .training import TrainConfig, evaluate, train
+
+
+def choose_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name} asked for, but no CUDA GPU is available")
+    return device
+
+
+def dataset_fingerprint(data: Dataset) -> str:
+    """A short hash of the labels and shapes: resuming on different data is refused."""
+    h = hashlib.sha256()
+    for t in (data.y_train, data.y_test):
+        h.update(t.numpy().tobytes())
+    h.update(str((tuple(data.x_train.shape), tuple(data.x_test.shape))).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Plan:
+    """A validated experiment: the data, and each strategy with its resolved settings."""
+
+    settings: Settings
+    data: Dataset
+    runs: list[tuple[Strategy, Settings]]
+    device: torch.device
+
+    @property
+    def total_cycles(self) -> int:
+        return sum(s.cycles * s.trials for _, s in self.runs)
+
+
+def plan(settings: Settings) -> Plan:
+    """Load the data and resolve and check every setting, before anything is written."""
+    device = choose_device(settings.device)
+    names = settings.strategies or main_comparison()
+    if len(set(names)) != len(names):
+        raise ConfigError("--strategies names a strategy twice")
+    strategies = [get_strategy(n) for n in names]
+    data = load_dataset(settings.dataset, seed=settings.seed, test_fraction=settings.test_fraction)
+    runs = []
+    for strategy in strategies:
+        s = resolve(settings, strategy.defaults)
+        if s.model is None:
+            s.model = models.default_model(data.input_shape)
+        validate(s, pool_size=data.x_train.shape[0])
+        parse_augment(s.augment)
+        models.build(s.model, data.num_classes, data.input_shape)  # fails early on a bad pairing
+        runs.append((strategy, s))
+    return Plan(settings, data, runs, device)
+
+
+class Experiment:
+    """Runs a :class:`Plan` into an output folder."""
+
+    def __init__(self, plan: Plan, out: Path, oracle: Oracle | None = None, progress: bool = True) -> None:
+        self.plan = plan
+        self.out = Path(out)
+        self.data = plan.data
+        self.device = plan.device
+        self.oracle = oracle or SimulatedOracle(plan.data.y_train)
+        self.progress = progress
+        self._inputs: dict[tuple, Inputs] = {}
+
+    # -- folder -------------------------------------------------------------
+    def open_store(self, resume: bool) -> Store:
+        if resume:
+            store = Store.in_folder(self.out)
+            if store.get_meta("dataset_fingerprint") != dataset_fingerprint(self.data):
+                store.close()
+                raise ConfigError(f"{self.out}: the dataset has changed since this run started; cannot resume")
+            return store
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "checkpoints").mkdir(exist_ok=True)
+        store = Store.in_folder(self.out)
+        store.set_meta("settings", {k: v for k, v in self.plan.settings.to_dict().items() if v is not None})
+        store.set_meta("dataset_fingerprint", dataset_fingerprint(self.data))
+        store.set_meta("dataset", {
+            "spec": self.plan.settings.dataset, "train": int(self.data.x_train.shape[0]),
+            "test": int(self.data.x_test.shape[0]), "classes": self.data.class_names,
+        })
+        store.set_meta("device", str(self.device))
+        return store
+
+    def inputs_for(self, s: Settings) -> Inputs:
+        key = (s.augment, s.pad)
+        if key not in self._inputs:
+            self._inputs[key] = Inputs.from_dataset(self.data, self.device, parse_augment(s.augment), s.pad)
+        return self._inputs[key]
+
+    # -- the loop -----------------------------------------------------------
+    def run(self, resume: bool = False) -> Store:
+        from tqdm.auto import tqdm
+
+        store = self.open_store(resume)
+        (self.out / "checkpoints").mkdir(exist_ok=True)
+        trials = max(s.trials for _, s in self.plan.runs)
+        done = sum(len(store.finished_cycles(r["id"])) for r in store.runs())
+        with tqdm(total=self.plan.total_cycles, initial=done, unit="cycle", disable=not self.progress,
+                  dynamic_ncols=True, mininterval=0.5) as bar:
+            for trial in range(trials):
+                for strategy, s in self.plan.runs:
+                    if trial < s.trials:
+                        self.run_trial(store, strategy, s, trial, bar)
+        write_results_csv(store, self.out / "results.csv")
+        return store
+
+    def fresh_model(self, strategy: Strategy, s: Settings, trial: int, cycle: int):
+        """A new model, objective and taps; the same weights for every strategy of a trial and cycle."""
+        torch.manual_seed(derive_seed(s.seed, "model", trial, cycle))
+        model = models.build(s.model, self.data.num_classes, self.data.input_shape).to(self.device)
+        objective = strategy.make_objective()
+        tap_names = tuple(s.taps) if s.taps else tuple(getattr(model, "taps", ()))
+        objective.setup(model, self.data.num_classes, tap_names, s)
+        objective.to(self.device)
+        taps = models.Taps(model, tap_names) if objective.needs_taps else None
+        return model, objective, taps
+
+    def run_trial(self, store: Store, strategy: Strategy, s: Settings, trial: int, bar) -> None:
+        run_id = store.run_id(strategy.name, trial, s.to_dict())
+        start = len(store.finished_cycles(run_id))
+        if start >= s.cycles:
+            return
+        inputs = self.inputs_for(s)
+        pool = self.restore_pool(store, run_id, s, trial)
+        acquisition = strategy.make_acquisition()
+        model, objective, taps = self.fresh_model(strategy, s, trial, start if s.reinit else 0)
+        if start > 0 and not s.reinit:
+            self.load_checkpoint(run_id, start - 1, model, objective)
+        train_cfg = TrainConfig(s.epochs, s.batch_size, s.lr, s.momentum, s.weight_decay, s.milestones, s.gamma)
+        for cycle in range(start, s.cycles):
+            bar.set_description(f"{strategy.name} trial {trial} cycle {cycle}")
+            if s.reinit and cycle > start:
+                if taps is not None:
+                    taps.remove()
+                model, objective, taps = self.fresh_model(strategy, s, trial, cycle)
+            labeled = pool.labeled_indices()
+            t0 = time.perf_counter()
+            train(model, objective, inputs, labeled, pool.labels[labeled], train_cfg, taps,
+                  generator(s.seed, "train", trial, cycle), s,
+                  progress=lambda e, n: bar.set_postfix_str(f"epoch {e}/{n}", refresh=False))
+            _synchronize(self.device)
+            train_seconds = time.perf_counter() - t0
+            result = evaluate(model, objective, inputs, s.eval_batch_size, taps)
+            metrics = {"accuracy": result.accuracy}
+            arrays = None
+            if result.predicted_losses is not None:
+                from .metrics import ranking_accuracy
+
+                metrics["ranking_accuracy"] = ranking_accuracy(result.predicted_losses, result.losses)
+                if cycle == s.cycles - 1:
+                    arrays = {"test_loss": result.losses.tolist(), "predicted_loss": result.predicted_losses.tolist()}
+            queried, new_labels, query_seconds = [], [], 0.0
+            if cycle < s.cycles - 1:
+                t0 = time.perf_counter()
+                chosen, scores = self.query(model, objective, acquisition, inputs, pool, s, trial, cycle)
+                given = self.oracle.label(chosen)
+                query_seconds = time.perf_counter() - t0
+                truth = self.data.y_train[chosen]
+                queried = list(zip(chosen.tolist(), scores.tolist() if scores is not None else [None] * len(chosen)))
+                new_labels = [(i, y, t, self.oracle.source) for i, y, t in zip(chosen.tolist(), given.tolist(), truth.tolist())]
+                if not s.reinit:
+                    self.save_checkpoint(run_id, cycle, model, objective)
+            store.record_cycle(run_id, CycleResult(cycle, int(labeled.numel()), train_seconds, query_seconds,
+                                                   metrics, queried, new_labels, arrays))
+            if new_labels:
+                pool.add(chosen, given, cycle + 1)
+            self.drop_checkpoints(run_id, keep=cycle if cycle < s.cycles - 1 else None)
+            write_results_csv(store, self.out / "results.csv")
+            bar.update(1)
+            bar.set_postfix_str(f"accuracy {result.accuracy:.3f}")
+        if taps is not None:
+            taps.remove()
+        store.set_status(run_id, "done")
+
+    def query(self, model, objective, acquisition, inputs, pool: Pool, s: Settings, trial: int, cycle: int):
+        """Choose ``s.budget`` items; checks the acquisition kept the contract."""
+        candidates = pool.candidates(s.subset, generator(s.seed, "subset", trial, cycle))
+        model.eval()
+        objective.eval()
+        ctx = QueryContext(model, objective, inputs, candidates.to(self.device), pool.labeled_indices(),
+                           generator(s.seed, "query", trial, cycle), s.eval_batch_size, s)
+        selection = acquisition.select(ctx, s.budget)
+        chosen = selection.indices.cpu().long()
+        if chosen.numel() != s.budget or chosen.unique().numel() != chosen.numel() or bool(pool.labeled_mask[chosen].any()):
+            raise RuntimeError(f"acquisition {acquisition.name} broke its contract: it must return {s.budget} distinct unlabeled items")
+        _synchronize(self.device)
+        return chosen, selection.scores
+
+    def restore_pool(self, store: Store, run_id: int, s: Settings, trial: int) -> Pool:
+        """The labeled set from the store; the initial set is drawn and stored on first use.
+
+        The initial draw depends on the seed and trial only, so every strategy of a trial
+        starts from the same labeled items.
+        """
+        pool = Pool(self.data.x_train.shape[0])
+        rows = store.labels(run_id)
+        if not rows:
+            initial = pool.draw_initial(s.initial, generator(s.seed, "initial", trial))
+            given = self.oracle.label(initial)
+            truth = self.data.y_train[initial]
+            store.add_labels(run_id, 0, [(i, y, t, "initial") for i, y, t in
+                                          zip(initial.tolist(), given.tolist(), truth.tolist())])
+            rows = store.labels(run_id)
+        items = torch.tensor([r[0] for r in rows], dtype=torch.long)
+        pool.labels[items] = torch.tensor([r[1] for r in rows], dtype=torch.long)
+        pool.label_cycle[items] = torch.tensor([r[2] for r in rows], dtype=torch.long)
+        return pool
+
+    # -- checkpoints --------------------------------------------------------
+    def checkpoint_path(self, run_id: int, cycle: int) -> Path:
+        return self.out / "checkpoints" / f"run{run_id}-cycle{cycle}.pt"
+
+    def save_checkpoint(self, run_id: int, cycle: int, model: nn.Module, objective: Objective) -> None:
+        """Written to a temporary name and renamed, so a checkpoint on disk is always whole."""
+        path = self.checkpoint_path(run_id, cycle)
+        state = {"model": model.state_dict(), **{f"objective.{k}": m.state_dict() for k, m in objective.modules().items()}}
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, run_id: int, cycle: int, model: nn.Module, objective: Objective) -> None:
+        path = self.checkpoint_path(run_id, cycle)
+        if not path.is_file():
+            raise ConfigError(f"{self.out}: the checkpoint of cycle {cycle} ({path.name}) is missing; cannot resume this run")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        model.load_state_dict(state["model"])
+        for k, m in objective.modules().items():
+            m.load_state_dict(state[f"objective.{k}"])
+
+    def drop_checkpoints(self, run_id: int, keep: int | None) -> None:
+        for path in (self.out / "checkpoints").glob(f"run{run_id}-cycle*.pt"):
+            if keep is None or path != self.checkpoint_path(run_id, keep):
+                path.unlink(missing_ok=True)
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so that timings measure it (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(settings: Settings, resume: bool = False, progress: bool = True,
+        on_plan: Callable[[Plan], None] | None = None) -> Store:
+    """Plan and run an experiment into ``settings.out`` (the public entry point behind ``activeloss run``)."""
+    out = Path(settings.out)
+    if resume:
+        if not Store.exists_in(out):
+            raise ConfigError(f"--resume: {out} holds no run to resume (no {out / 'store.sqlite'})")
+        stored = Store.in_folder(out)
+        saved = stored.get_meta("settings")
+        stored.close()
+        settings = Settings.from_dict(saved, origin=str(out / "store.sqlite")).merged({"out": str(out), "device": settings.device})
+    elif Store.exists_in(out):
+        raise ConfigError(f"{out} already holds a run; resume it with --resume --out {out}, or choose another --out")
+    the_plan = plan(settings)
+    if on_plan:
+        on_plan(the_plan)
+    return Experiment(the_plan, out, progress=progress).run(resume=resume)

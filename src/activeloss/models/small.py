@@ -1,0 +1,50 @@
+"""Small models for small grey images (digits, MNIST) and for tabular rows."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """Two conv blocks (32 and 64 channels, each two conv-BN-ReLU and a 2x2 max-pool) and an
+    MLP head; taps are ``block1``, ``block2`` and the hidden layer ``fc``."""
+
+    taps = ("block1", "block2", "fc")
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, hidden: int = 128) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(*_conv_bn_relu(in_channels, 32), *_conv_bn_relu(32, 32), nn.MaxPool2d(2))
+        self.block2 = nn.Sequential(*_conv_bn_relu(32, 64), *_conv_bn_relu(64, 64), nn.MaxPool2d(2))
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4, hidden), nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Hidden-layer features (``hidden``-d) that feed the classifier."""
+        return self.fc(self.pool(self.block2(self.block1(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class MLP(nn.Module):
+    """Two hidden layers with ReLU for tabular rows (images are flattened); taps are
+    ``hidden1`` and ``hidden2``."""
+
+    taps = ("hidden1", "hidden2")
+
+    def __init__(self, num_classes: int, in_features: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.hidden1 = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(inplace=True))
+        self.hidden2 = nn.Sequential(nn.Linear(hidden, hidden // 2), nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(hidden // 2, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hidden2(self.hidden1(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,76 @@
+"""The training-time half of a strategy: what is trained beside the model.
+
+An objective owns extra modules (a loss-prediction module, a target network...),
+adds their parameter groups to the optimiser, adds one loss term per batch and may
+act at epoch boundaries.  The plain objective adds nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Step:
+    """What the trainer knows about one training batch."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    logits: torch.Tensor
+    losses: torch.Tensor  # per-sample task loss, still attached to the graph
+    taps: list[torch.Tensor] | None
+    epoch: int
+
+
+@dataclass
+class ParamGroup:
+    """Extra parameters for the optimiser; ``decay`` says whether the lr schedule applies."""
+
+    params: list[nn.Parameter]
+    lr: float
+    decay: bool = True
+
+
+class Objective:
+    """No add-on: the model is trained with its task loss alone."""
+
+    name = "none"
+    #: whether the trainer must record the model's tapped features for :meth:`batch_loss`
+    needs_taps = False
+
+    def setup(self, model: nn.Module, num_classes: int, tap_names: tuple[str, ...], settings) -> None:
+        """Build the extra modules for ``model`` (called once per fresh model)."""
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Extra modules, by name: checkpointed with the model and switched to eval for queries."""
+        return {}
+
+    def param_groups(self, settings) -> list[ParamGroup]:
+        return []
+
+    def on_cycle_start(self, model: nn.Module) -> None:
+        """Called before each cycle's training (e.g. to sync a target network)."""
+
+    def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
+        """Called after each epoch and its scheduler step."""
+
+    def batch_loss(self, step: Step) -> torch.Tensor | None:
+        """The extra loss term of one batch, or None."""
+        return None
+
+    def predict_loss(self, taps: list[torch.Tensor]) -> torch.Tensor | None:
+        """Predicted per-sample loss from the tapped features, for objectives that learn one."""
+        return None
+
+    def train(self, mode: bool = True) -> None:
+        for m in self.modules().values():
+            m.train(mode)
+
+    def eval(self) -> None:
+        self.train(False)
+
+    def to(self, device: torch.device) -> None:
+        for m in self.modules().values():
+            m.to(device)

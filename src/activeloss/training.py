@@ -1,0 +1,147 @@
+"""Training and evaluation of a model and its objective on the labeled items."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .inputs import Inputs
+from .models import Taps
+from .objectives import Objective, Step
+
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    milestones: list[int]
+    gamma: float
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA (tensor cores); full precision on CPU, where it would only slow down."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def make_optimizer(model: nn.Module, objective: Objective, cfg: TrainConfig, settings) -> tuple:
+    """One SGD over the model and the objective's groups, with a per-group multi-step schedule.
+
+    A ``LambdaLR`` with one factor function per group lets a group opt out of the decay
+    (LPLgrad's public code never decays its loss-prediction module).
+    """
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
+    decays = [True]
+    for g in objective.param_groups(settings):
+        groups.append({"params": g.params, "lr": g.lr})
+        decays.append(g.decay)
+    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    milestones = sorted(cfg.milestones)
+
+    def factor(decay: bool):
+        return lambda epoch: cfg.gamma ** sum(epoch >= m for m in milestones) if decay else 1.0
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(d) for d in decays])
+    return optimizer, scheduler
+
+
+def train(
+    model: nn.Module,
+    objective: Objective,
+    inputs: Inputs,
+    indices: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: TrainConfig,
+    taps: Taps | None,
+    gen: torch.Generator,
+    settings=None,
+    progress=None,
+) -> None:
+    """Train ``model`` (and ``objective``) on the items ``indices`` with ``labels`` for ``cfg.epochs``.
+
+    Batches are drawn from a fresh permutation each epoch (``gen``) and augmented as a
+    whole on the device.  A last batch of a single item is skipped (BatchNorm cannot
+    train on one sample).  The loop never reads a value back to the host.
+    """
+    device = inputs.device
+    optimizer, scheduler = make_optimizer(model, objective, cfg, settings)
+    labels = labels.to(device)
+    n = indices.numel()
+    aug_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+    model.train()
+    objective.train()
+    objective.on_cycle_start(model)
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, cfg.batch_size):
+            batch = order[start : start + cfg.batch_size]
+            if batch.numel() < 2 and n > 1:
+                continue
+            x = inputs.train_batch(indices[batch], aug_gen)
+            y = labels[batch.to(device)]
+            with _autocast(device):
+                if taps is not None:
+                    taps.clear()
+                logits = model(x)
+                losses = F.cross_entropy(logits.float(), y, reduction="none")
+                loss = losses.mean()
+                extra = objective.batch_loss(
+                    Step(x, y, logits, losses, taps.outputs if taps is not None else None, epoch)
+                )
+                if extra is not None:
+                    loss = loss + extra
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        objective.on_epoch_end(model, epoch)
+        if progress is not None:
+            progress(epoch + 1, cfg.epochs)
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    losses: torch.Tensor  # per-sample test loss
+    predicted_losses: torch.Tensor | None  # from the objective's loss predictor, when it has one
+    predictions: torch.Tensor
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, objective: Objective, inputs: Inputs, batch_size: int, taps: Taps | None
+) -> Evaluation:
+    """Test accuracy, per-sample test losses and (when the objective predicts them) predicted losses."""
+    model.eval()
+    objective.eval()
+    device = inputs.device
+    losses, preds, predicted = [], [], []
+    n = inputs.x_test.shape[0]
+    for start in range(0, n, batch_size):
+        x = inputs.test_batch(start, start + batch_size)
+        y = inputs.y_test[start : start + batch_size]
+        with _autocast(device):
+            if taps is not None:
+                taps.clear()
+            logits = model(x).float()
+            if taps is not None:
+                p = objective.predict_loss(taps.outputs)
+                if p is not None:
+                    predicted.append(p.float().flatten())
+        losses.append(F.cross_entropy(logits, y, reduction="none"))
+        preds.append(logits.argmax(dim=1))
+    pred = torch.cat(preds)
+    accuracy = float((pred == inputs.y_test).float().mean())
+    return Evaluation(
+        accuracy=accuracy,
+        losses=torch.cat(losses).cpu(),
+        predicted_losses=torch.cat(predicted).cpu() if predicted else None,
+        predictions=pred.cpu(),
+    )

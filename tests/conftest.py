@@ -1,0 +1,39 @@
+"""Shared test fixtures: tiny synthetic data that a model can learn in a few steps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from activeloss.data import Dataset
+
+
+def make_tiny_dataset(n_train: int = 120, n_test: int = 60, classes: int = 3, size: int = 8, seed: int = 0) -> Dataset:
+    """Grey images whose brightness pattern depends on the class, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n: int):
+        y = torch.arange(n) % classes
+        base = torch.zeros(n, 1, size, size)
+        for c in range(classes):
+            base[y == c, :, :, c * size // classes : (c + 1) * size // classes] = 200.0
+        x = (base + 40 * torch.rand(n, 1, size, size, generator=g)).clamp(0, 255).to(torch.uint8)
+        return x, y
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    return Dataset("tiny", x_train, y_train, x_test, y_test, [str(c) for c in range(classes)]).validate()
+
+
+@pytest.fixture
+def tiny_dataset() -> Dataset:
+    return make_tiny_dataset()
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    """A small npz dataset on disk for CLI tests (images and labels, with a test split)."""
+    data = make_tiny_dataset(n_train=200, n_test=60)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
+    return path

@@ -1,0 +1,190 @@
+"""End-to-end checks of ``activeloss`` on tiny settings: output folder, determinism, resume, bad input."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from activeloss.cli import main
+
+TINY = ["--trials", "2", "--cycles", "3", "--initial", "20", "--budget", "10", "--subset", "50",
+        "--epochs", "2", "--batch-size", "16", "--model", "cnn", "--quiet"]
+
+
+def _run(args, capsys=None) -> int:
+    return main(["run", *args])
+
+
+def _rows(folder: Path, drop_times: bool = True) -> list[dict]:
+    with open(folder / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    if drop_times:
+        for r in rows:
+            r.pop("train_seconds")
+            r.pop("query_seconds")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run, shared by the checks that compare against it."""
+    from conftest import make_tiny_dataset
+
+    folder = tmp_path_factory.mktemp("ref")
+    data = make_tiny_dataset(n_train=200, n_test=60)
+    npz = folder / "tiny.npz"
+    np.savez(npz, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
+    out = folder / "out"
+    args = ["--dataset", f"npz:{npz}", "--strategies", "random,entropy", *TINY, "--out", str(out)]
+    assert _run(args) == 0
+    return npz, out, args
+
+
+def test_output_folder_holds_store_results_and_plot(reference):
+    _, out, _ = reference
+    rows = _rows(out, drop_times=False)
+    assert len(rows) == 2 * 2 * 3
+    assert list(rows[0])[:5] == ["strategy", "trial", "cycle", "labeled", "accuracy"]
+    assert {"train_seconds", "query_seconds"} <= set(rows[0])
+    assert [int(r["labeled"]) for r in rows[:3]] == [20, 30, 40]
+    assert (out / "curves.png").stat().st_size > 10_000
+    db = sqlite3.connect(out / "store.sqlite")
+    for run_id, in db.execute("SELECT id FROM runs"):
+        labels = db.execute("SELECT item, cycle, source FROM labels WHERE run_id = ?", (run_id,)).fetchall()
+        assert len(labels) == 40 and len({i for i, _, _ in labels}) == 40
+        assert sorted({(c, s) for _, c, s in labels}) == [(0, "initial"), (1, "simulated"), (2, "simulated")]
+        assert db.execute("SELECT COUNT(*) FROM queries WHERE run_id = ?", (run_id,)).fetchone()[0] == 20
+    # both strategies of a trial start from the same initial set
+    initial = db.execute("SELECT run_id, group_concat(item) FROM labels WHERE cycle = 0 GROUP BY run_id ORDER BY run_id").fetchall()
+    by_run = dict(initial)
+    runs = db.execute("SELECT id, strategy, trial FROM runs").fetchall()
+    for trial in (0, 1):
+        sets = {by_run[i] for i, _, t in runs if t == trial}
+        assert len(sets) == 1
+    assert not list((out / "checkpoints").glob("*.pt"))  # finished runs leave no checkpoints
+
+
+def test_same_seed_same_results(reference, tmp_path):
+    _, out, args = reference
+    again = tmp_path / "again"
+    assert _run([*args[:-1], str(again)]) == 0
+    assert _rows(again) == _rows(out)
+
+
+def test_report_reprints_the_table(reference, capsys):
+    _, out, _ = reference
+    (out / "curves.png").unlink()
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| cycle | labeled |" in text and "AUBC" in text and "entropy" in text
+    assert (out / "curves.png").exists()
+
+
+def test_kill_9_and_resume_gives_the_uninterrupted_results(reference, tmp_path):
+    npz, out, args = reference
+    target = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "activeloss", "run", *args[:-1], str(target)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            db = target / "store.sqlite"
+            if db.exists():
+                try:
+                    n = sqlite3.connect(db).execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
+                except sqlite3.OperationalError:
+                    n = 0
+                if n >= 4:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    finished = sqlite3.connect(target / "store.sqlite").execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
+    assert 4 <= finished < 12, "the kill should land in the middle of the run"
+    assert main(["run", "--resume", "--out", str(target), "--quiet"]) == 0
+    assert _rows(target) == _rows(out)
+    db = sqlite3.connect(target / "store.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 4 * 40
+
+
+def test_resume_refuses_a_folder_without_run_and_a_second_run_in_the_same_folder(reference, tmp_path, capsys):
+    _, out, args = reference
+    assert main(["run", "--resume", "--out", str(tmp_path / "nothing")]) == 2
+    assert "holds no run to resume" in capsys.readouterr().err
+    assert _run(args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["run", "--resume", "--out", str(out), "--epochs", "3"]) == 2
+    assert "do not pass --epochs" in capsys.readouterr().err
+
+
+def _bad_npz_labels(tmp_path: Path) -> str:
+    p = tmp_path / "bad.npz"
+    np.savez(p, x=np.zeros((10, 1, 8, 8), np.uint8), y=np.arange(10), x_test=np.zeros((4, 1, 8, 8), np.uint8),
+             y_test=np.array([0, 1, 2, 12]), class_names=np.array([str(i) for i in range(10)]))
+    return f"npz:{p}"
+
+
+def _corrupt_folder(tmp_path: Path) -> str:
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    (tmp_path / "imgs" / "b" / "broken.jpg").write_bytes(b"not an image at all")
+    return f"folder:{tmp_path / 'imgs'}"
+
+
+@pytest.mark.parametrize(
+    "make_args,needle",
+    [
+        (lambda t: ["--dataset", f"mnist:{t / 'nowhere'}"], "does not exist"),
+        (lambda t: ["--dataset", "imagenet:/x"], "unknown dataset kind 'imagenet'"),
+        (lambda t: ["--dataset", _corrupt_folder(t)], "broken.jpg"),
+        (lambda t: ["--dataset", _bad_npz_labels(t)], "out of range"),
+        (lambda t: ["--dataset", "digits", "--initial", "5000"], "--initial 5000 is larger than the training pool"),
+        (lambda t: ["--dataset", "digits", "--budget", "1000"], "more than the training pool"),
+        (lambda t: ["--dataset", "digits", "--strategies", "random,oracle-magic"], "unknown strategy 'oracle-magic'"),
+        (lambda t: ["--dataset", "digits", "--epochs", "many"], "--epochs expects int"),
+        (lambda t: ["--dataset", "digits", "--model", "alexnet"], "unknown model 'alexnet'"),
+        (lambda t: ["--dataset", "digits", "--bogus-option"], "unrecognized arguments"),
+        (lambda t: ["--dataset", "digits", "--config", str(t / "none.toml")], "does not exist"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2_and_writes_nothing(make_args, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = _run([*make_args(tmp_path), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("activeloss: error: ")
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_bad_input_from_the_installed_command_exits_2_without_traceback(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "activeloss", "run", "--dataset", f"csv:{tmp_path / 'x.csv'}"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr
+
+
+def test_config_file_settings_and_cli_override(tmp_path, tiny_npz):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'dataset = "npz:{tiny_npz}"\nstrategies = ["margin"]\ntrials = 1\ncycles = 2\ninitial = 10\n'
+                   f'budget = 5\nsubset = 0\nepochs = 1\nbatch-size = 8\n')
+    out = tmp_path / "out"
+    assert _run(["--config", str(cfg), "--budget", "7", "--out", str(out), "--quiet"]) == 0
+    rows = _rows(out)
+    assert [(r["strategy"], r["labeled"]) for r in rows] == [("margin", "10"), ("margin", "17")]

@@ -1,0 +1,63 @@
+import torch
+
+from activeloss.inputs import Inputs
+from activeloss.models import build
+from activeloss.objectives import Objective, ParamGroup
+from activeloss.training import TrainConfig, evaluate, make_optimizer, train
+
+
+def _setup(data, seed=0):
+    torch.manual_seed(seed)
+    model = build("cnn", data.num_classes, data.input_shape)
+    inputs = Inputs.from_dataset(data, torch.device("cpu"), ("crop",), 1)
+    return model, inputs
+
+
+def test_training_learns_and_is_deterministic(tiny_dataset):
+    cfg = TrainConfig(epochs=6, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=[5], gamma=0.1)
+    idx = torch.arange(60)
+    results = []
+    for _ in range(2):
+        model, inputs = _setup(tiny_dataset)
+        before = evaluate(model, Objective(), inputs, 64, None).accuracy
+        train(model, Objective(), inputs, idx, tiny_dataset.y_train[idx], cfg, None, torch.Generator().manual_seed(3))
+        results.append((before, evaluate(model, Objective(), inputs, 64, None), model.state_dict()))
+    (before, ev, state), (_, ev2, state2) = results
+    assert ev.accuracy > 0.9 > before
+    assert all(torch.equal(state[k], state2[k]) for k in state)
+    assert ev.losses.shape == (60,) and ev.predicted_losses is None
+
+
+def test_schedule_decays_only_groups_that_ask_for_it(tiny_dataset):
+    class Extra(Objective):
+        def __init__(self):
+            self.a, self.b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+
+        def param_groups(self, settings):
+            return [ParamGroup(list(self.a.parameters()), 0.01, decay=True), ParamGroup(list(self.b.parameters()), 0.02, decay=False)]
+
+    model, _ = _setup(tiny_dataset)
+    cfg = TrainConfig(epochs=10, batch_size=8, lr=0.1, momentum=0.9, weight_decay=0.0, milestones=[2, 4], gamma=0.1)
+    opt, sched = make_optimizer(model, Extra(), cfg, None)
+    lrs = []
+    for _ in range(5):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    assert [round(l[0], 6) for l in lrs] == [0.1, 0.1, 0.01, 0.01, 0.001]
+    assert [round(l[1], 6) for l in lrs] == [0.01, 0.01, 0.001, 0.001, 0.0001]
+    assert all(l[2] == 0.02 for l in lrs)
+
+
+def test_a_single_leftover_item_does_not_break_batchnorm(tiny_dataset):
+    model, inputs = _setup(tiny_dataset)
+    cfg = TrainConfig(epochs=1, batch_size=4, lr=0.01, momentum=0.9, weight_decay=0.0, milestones=[1], gamma=0.1)
+    idx = torch.arange(9)  # 4 + 4 + 1
+    train(model, Objective(), inputs, idx, tiny_dataset.y_train[idx], cfg, None, torch.Generator().manual_seed(0))
+
+
+def test_inputs_are_normalised_with_train_statistics(tiny_dataset):
+    inputs = Inputs.from_dataset(tiny_dataset, torch.device("cpu"), (), 0)
+    x = inputs.train_batch(torch.arange(tiny_dataset.x_train.shape[0]))
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-2
+    assert inputs.x_train.dtype == torch.uint8  # kept compact until a batch is taken
