@@ -67,6 +67,7 @@ class Dataset:
                 f"{self.name}: train inputs have shape {tuple(self.x_train.shape[1:])} "
                 f"but test inputs {tuple(self.x_test.shape[1:])}"
             )
-        if not torch.isfinite(self.x_train.float()).all() or not torch.isfinite(self.x_test.float()).all():
-            raise DataError(f"{self.name}: inputs contain NaN or infinite values")
+        for x in (self.x_train, self.x_test):  # uint8 images cannot hold NaN: only rows are checked
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise DataError(f"{self.name}: inputs contain NaN or infinite values")
         return self
