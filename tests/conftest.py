@@ -7,6 +7,8 @@ import torch
 
 from activeloss.data import Dataset
 
+torch.set_num_threads(1)  # the tests use tiny models, which only lose from intra-op threading
+
 
 def make_tiny_dataset(n_train: int = 120, n_test: int = 60, classes: int = 3, size: int = 8, seed: int = 0) -> Dataset:
     """Grey images whose brightness pattern depends on the class, plus noise."""

@@ -188,3 +188,23 @@ def test_config_file_settings_and_cli_override(tmp_path, tiny_npz):
     assert _run(["--config", str(cfg), "--budget", "7", "--out", str(out), "--quiet"]) == 0
     rows = _rows(out)
     assert [(r["strategy"], r["labeled"]) for r in rows] == [("margin", "10"), ("margin", "17")]
+
+
+def test_every_registered_strategy_runs_from_the_cli(tmp_path, capsys):
+    """Each strategy end to end on digits (tiny settings); loss predictors add ranking accuracy and a plot."""
+    from activeloss.strategies import STRATEGIES
+
+    names = sorted(STRATEGIES)
+    out = tmp_path / "all"
+    args = ["--dataset", "digits", "--strategies", ",".join(names), "--trials", "1", "--cycles", "2",
+            "--initial", "30", "--budget", "10", "--epochs", "1", "--batch-size", "16", "--out", str(out), "--quiet"]
+    assert _run(args) == 0
+    rows = _rows(out)
+    assert sorted({r["strategy"] for r in rows}) == names
+    assert all(len([r for r in rows if r["strategy"] == n]) == 2 for n in names)
+    predictors = {"llal", "llal-mse", "lplgrad", "dnal"}
+    for r in rows:
+        assert (r["ranking_accuracy"] != "") == (r["strategy"] in predictors), r
+    assert (out / "loss_prediction.png").stat().st_size > 10_000
+    text = capsys.readouterr().out
+    assert "ranking accuracy" in text

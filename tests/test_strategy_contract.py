@@ -20,7 +20,7 @@ def _query(name: str, candidates_subset: int, k: int, seed: int, model_seed: int
     torch.manual_seed(model_seed)
     model = build("cnn", DATA.num_classes, DATA.input_shape)
     objective = strategy.make_objective()
-    objective.setup(model, DATA.num_classes, model.taps, settings)
+    objective.setup(model, DATA.num_classes, model.taps, settings, DATA.input_shape)
     model.eval()
     objective.eval()
     pool = Pool(DATA.x_train.shape[0])

@@ -45,6 +45,23 @@ class Settings:
     augment: str | None = _opt(None, "training augmentation: comma list of flip, crop, or none (default per dataset)")
     pad: int = _opt(4, "zero padding of the random crop (the papers: 4 in code, 2 in the text)")
     taps: list[str] | None = _opt(None, "module names whose outputs feed the loss-prediction module (default per model)")
+    loss_weight: float | None = _opt(None, "lambda, the weight of the loss-prediction term (default 1; 0.1 for llal-mse)")
+    margin: float = _opt(1.0, "margin of the pairwise ranking loss")
+    stop_gradient_epoch: int | None = _opt(None, "epoch from which the taps are detached from the loss-prediction module (default 60%% of the epochs, 120 of 200; DNAL 80%%, 120 of 150)")
+    lossnet_lr: float | None = _opt(None, "learning rate of the loss-prediction module (default: --lr; DNAL --lr / 10)")
+    lossnet_decay: bool = _opt(True, "apply the learning-rate milestones to the loss-prediction module too (LPLgrad's code: no)")
+    target_update: str = _opt("epoch", "DNAL target network update: epoch (hard copy after each epoch) or ema (after each step)")
+    ema_tau: float = _opt(0.99, "DNAL EMA factor: target = tau x target + (1 - tau) x network")
+    module_loss: str = _opt("mse", "DNAL module loss against the target loss: mse or huber")
+    gradnorm: str = _opt("tensor_sum", "gradient-norm score: tensor_sum (sum of per-tensor L2 norms, the published code) or global")
+    mc_passes: int = _opt(10, "stochastic dropout passes of the MC-Dropout acquisitions (bald, mc-entropy)")
+    dropout: float = _opt(0.5, "rate of the dropout MC-Dropout puts before the classifier (bald, mc-entropy; also the query-time fallback for models without dropout)")
+    vae_latent: int = _opt(32, "latent size of the VAAL / SRAAL VAE")
+    vae_width: int | None = _opt(None, "channels of the VAE's first conv, doubled per layer (VAAL: 128 -> 128/256/512/1024; MLP VAE: hidden 4w, 2w); default 128, or 16 for images of at most 16x16")
+    vae_epochs: float = _opt(10.0, "VAAL / SRAAL training per cycle: ceil(vae_epochs x labeled / vae_batch_size) iterations of 2 VAE steps + 1 discriminator step")
+    vae_batch_size: int = _opt(64, "labeled and unlabeled batch size of the VAAL / SRAAL VAE (each)")
+    vae_lr: float = _opt(5e-4, "Adam learning rate of the VAAL / SRAAL VAE and discriminator")
+    threads: int = _opt(0, "CPU threads (0 = auto: one for the small cnn/mlp models, whose tiny tensors only lose from threading; PyTorch's default otherwise)")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     eval_batch_size: int = _opt(1024, "batch size for evaluation and queries")
     test_fraction: float = _opt(0.2, "test share when a dataset has no test split")
@@ -152,6 +169,13 @@ def resolve(settings: Settings, strategy_defaults: dict[str, Any] | None = None)
                     filled[f.name] = layer[f.name]
                     break
     out = settings.merged(filled)
+    extra = strategy_defaults or {}
+    if out.loss_weight is None:
+        out.loss_weight = extra.get("loss_weight", 1.0)
+    if out.stop_gradient_epoch is None:
+        out.stop_gradient_epoch = round(extra.get("stop_gradient_fraction", 0.6) * out.epochs)
+    if out.lossnet_lr is None:
+        out.lossnet_lr = out.lr * extra.get("lossnet_lr_ratio", 1.0)
     if out.milestones is None:
         out.milestones = [max(1, round(0.8 * out.epochs))]
     if out.augment is None:
@@ -175,8 +199,24 @@ def validate(s: Settings, pool_size: int) -> None:
         (s.weight_decay >= 0, "--weight-decay must be non-negative"),
         (0 < s.gamma <= 1, "--gamma must be in (0, 1]"),
         (s.pad >= 0, "--pad must be non-negative"),
+        (s.threads >= 0, "--threads must be 0 (auto) or positive"),
         (0 < s.test_fraction < 1, "--test-fraction must be between 0 and 1"),
         (all(m >= 1 for m in s.milestones), "--milestones must be positive epochs"),
+        (s.loss_weight >= 0, "--loss-weight must be non-negative"),
+        (s.margin >= 0, "--margin must be non-negative"),
+        (s.stop_gradient_epoch >= 0, "--stop-gradient-epoch must be non-negative"),
+        (s.lossnet_lr > 0, "--lossnet-lr must be positive"),
+        (0 < s.ema_tau < 1, "--ema-tau must be in (0, 1)"),
+        (s.target_update in ("epoch", "ema"), f"--target-update must be epoch or ema, not {s.target_update!r}"),
+        (s.module_loss in ("mse", "huber"), f"--module-loss must be mse or huber, not {s.module_loss!r}"),
+        (s.gradnorm in ("tensor_sum", "global"), f"--gradnorm must be tensor_sum or global, not {s.gradnorm!r}"),
+        (s.mc_passes >= 1, "--mc-passes must be at least 1"),
+        (0 <= s.dropout < 1, "--dropout must be in [0, 1)"),
+        (s.vae_latent >= 1, "--vae-latent must be at least 1"),
+        (s.vae_width is None or s.vae_width >= 1, "--vae-width must be at least 1"),
+        (s.vae_epochs > 0, "--vae-epochs must be positive"),
+        (s.vae_batch_size >= 1, "--vae-batch-size must be at least 1"),
+        (s.vae_lr > 0, "--vae-lr must be positive"),
     ]
     for ok, message in checks:
         if not ok:

@@ -47,6 +47,14 @@ def choose_device(name: str) -> torch.device:
     return device
 
 
+def set_threads(settings: Settings, device: torch.device) -> None:
+    """Apply ``--threads``; auto means one thread for the small models on CPU."""
+    if settings.threads > 0:
+        torch.set_num_threads(settings.threads)
+    elif device.type == "cpu" and settings.model in ("cnn", "mlp"):
+        torch.set_num_threads(1)
+
+
 def dataset_fingerprint(data: Dataset) -> str:
     """A short hash of the labels and shapes: resuming on different data is refused."""
     h = hashlib.sha256()
@@ -132,6 +140,7 @@ class Experiment:
     def run(self, resume: bool = False) -> Store:
         from tqdm.auto import tqdm
 
+        set_threads(self.plan.runs[0][1], self.device)
         store = self.open_store(resume)
         (self.out / "checkpoints").mkdir(exist_ok=True)
         trials = max(s.trials for _, s in self.plan.runs)
@@ -151,7 +160,7 @@ class Experiment:
         model = models.build(s.model, self.data.num_classes, self.data.input_shape).to(self.device)
         objective = strategy.make_objective()
         tap_names = tuple(s.taps) if s.taps else tuple(getattr(model, "taps", ()))
-        objective.setup(model, self.data.num_classes, tap_names, s)
+        objective.setup(model, self.data.num_classes, tap_names, s, self.data.input_shape)
         objective.to(self.device)
         taps = models.Taps(model, tap_names) if objective.needs_taps else None
         return model, objective, taps
@@ -179,6 +188,8 @@ class Experiment:
             train(model, objective, inputs, labeled, pool.labels[labeled], train_cfg, taps,
                   generator(s.seed, "train", trial, cycle), s,
                   progress=lambda e, n: bar.set_postfix_str(f"epoch {e}/{n}", refresh=False))
+            objective.after_training(model, inputs, labeled, pool.unlabeled_indices(), s,
+                                     generator(s.seed, "objective", trial, cycle), labels=pool.labels[labeled])
             _synchronize(self.device)
             train_seconds = time.perf_counter() - t0
             result = evaluate(model, objective, inputs, s.eval_batch_size, taps)

@@ -150,6 +150,49 @@ def _save(fig, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+def loss_predictions(store: Store) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """strategy -> (real, predicted) test losses at the last cycle of its first trial that has them."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for run in store.runs():
+        if run["strategy"] in out:
+            continue
+        cycles = store.finished_cycles(run["id"])
+        if not cycles:
+            continue
+        real = store.array(run["id"], cycles[-1], "test_loss")
+        predicted = store.array(run["id"], cycles[-1], "predicted_loss")
+        if real is not None and predicted is not None:
+            out[run["strategy"]] = (np.asarray(real), np.asarray(predicted))
+    return out
+
+
+def plot_loss_prediction(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> None:
+    """Predicted vs real test loss, one panel per strategy, with Pearson r, Spearman rho and
+    the ranking accuracy (the module only has to order losses, not match their scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    from .metrics import ranking_accuracy
+
+    n = len(pairs)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.4), dpi=150, squeeze=False)
+    for ax, (strategy, (real, predicted)) in zip(axes[0], pairs.items()):
+        ax.scatter(real, predicted, s=6, alpha=0.35, lw=0)
+        ax.set_xscale("symlog", linthresh=0.01)
+        r = stats.pearsonr(real, predicted)[0] if real.std() > 0 and predicted.std() > 0 else float("nan")
+        rho = stats.spearmanr(real, predicted)[0] if real.std() > 0 and predicted.std() > 0 else float("nan")
+        ax.set_title(f"{strategy}: r = {r:.2f}, rho = {rho:.2f}\nranking accuracy {ranking_accuracy(predicted, real):.3f}", fontsize=10)
+        ax.set_xlabel("real test loss (symlog)")
+        ax.set_ylabel("predicted loss")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Loss prediction at the last cycle (test set, first trial)", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def report(folder: str | Path) -> str:
     """Rebuild ``results.csv`` and the plots of ``folder`` from its store; return the tables as text."""
     folder = Path(folder)
@@ -157,7 +200,6 @@ def report(folder: str | Path) -> str:
     try:
         rows = store.results()
         meta = store.get_meta("dataset", {})
-        settings = store.get_meta("settings", {})
         pool_size = int(meta.get("train", 1))
         write_results_csv(store, folder / "results.csv")
         title = f"{meta.get('spec', '')}: test accuracy vs labels (mean ± std over trials)"
@@ -165,6 +207,9 @@ def report(folder: str | Path) -> str:
         parts = [table(rows, pool_size)]
         if any(r.get("ranking_accuracy") is not None for r in rows):
             parts.append(table(rows, pool_size, metric="ranking_accuracy", percent=False))
+        pairs = loss_predictions(store)
+        if pairs:
+            plot_loss_prediction(pairs, folder / "loss_prediction.png")
         parts.append(timing_table(rows))
         return "\n\n".join(p for p in parts if p)
     finally:

@@ -100,6 +100,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            objective.after_step(model)
         scheduler.step()
         objective.on_epoch_end(model, epoch)
         if progress is not None:

@@ -6,6 +6,10 @@ from typing import Callable
 from .. import scoring
 from ..errors import ConfigError
 from .base import Acquisition, QueryContext, RandomAcquisition, ScoreAcquisition, Selection, top_k
+from .loss_based import GradientNormAcquisition, PredictedLossAcquisition
+from .adversarial import DiscriminatorAcquisition
+from .bayesian import BALDAcquisition, MCEntropyAcquisition
+from .diversity import BadgeAcquisition, CoresetAcquisition
 
 ACQUISITIONS: dict[str, tuple[Callable[[], Acquisition], str]] = {}
 
@@ -25,11 +29,19 @@ def _probability_score(name: str, fn: Callable) -> Callable[[], Acquisition]:
 
 
 register_acquisition("random", RandomAcquisition, "uniform over the candidates")
+register_acquisition("predicted-loss", PredictedLossAcquisition, "highest loss predicted by the objective's loss-prediction module")
+register_acquisition("gradnorm", GradientNormAcquisition, "largest per-sample gradient norm of the softmax entropy")
 register_acquisition("entropy", _probability_score("entropy", scoring.entropy), "highest softmax entropy")
 register_acquisition("margin", _probability_score("margin", scoring.margin), "smallest gap between the two most likely classes")
 register_acquisition(
     "least-confidence", _probability_score("least-confidence", scoring.least_confidence), "smallest top probability"
 )
+register_acquisition("coreset", CoresetAcquisition, "k-center greedy over the penultimate features, labeled items as centres (Core-set)")
+register_acquisition("bald", BALDAcquisition, "highest BALD mutual information over --mc-passes dropout passes (MC-Dropout)")
+register_acquisition("mc-entropy", MCEntropyAcquisition, "highest entropy of the mean prediction over --mc-passes dropout passes")
+register_acquisition("badge", BadgeAcquisition, "k-means++ seeding over last-layer gradient embeddings at the predicted label (BADGE)")
+register_acquisition("vaal", lambda: DiscriminatorAcquisition("vaal"), "lowest discriminator score D(mu) of the objective's VAE latent (VAAL; needs vaal or sraal)")
+register_acquisition("sraal", lambda: DiscriminatorAcquisition("sraal"), "lowest discriminator score D(mu), as vaal, on SRAAL's state-relabeled discriminator")
 
 __all__ = [
     "ACQUISITIONS", "Acquisition", "QueryContext", "RandomAcquisition", "ScoreAcquisition", "Selection",

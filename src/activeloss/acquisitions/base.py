@@ -55,6 +55,9 @@ class Acquisition:
     """Chooses ``k`` items among ``ctx.candidates``."""
 
     name = "acquisition"
+    #: an Objective class attribute that must be true for this acquisition to work
+    #: (``"predicts_loss"``, ``"has_discriminator"``), checked when a strategy is named
+    requires: str | None = None
 
     def select(self, ctx: QueryContext, k: int) -> Selection:
         raise NotImplementedError

@@ -14,7 +14,7 @@ from .vgg import VGG16
 MODELS: dict[str, str] = {
     "resnet18": "CIFAR ResNet-18 (3x3 stem, no max-pool), taps layer1..layer4",
     "vgg16": "VGG16 with batch norm (configuration D), taps block1..block5; images of at least 32x32",
-    "cnn": "small CNN for small grey images (digits, MNIST), taps block1, block2, fc",
+    "cnn": "small CNN for small grey images (digits, MNIST), taps block1, block2, block3, fc",
     "mlp": "two-hidden-layer MLP for tabular rows, taps hidden1, hidden2",
 }
 

@@ -10,22 +10,27 @@ def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    """Two conv blocks (32 and 64 channels, each two conv-BN-ReLU and a 2x2 max-pool) and an
-    MLP head; taps are ``block1``, ``block2`` and the hidden layer ``fc``."""
+    """Three conv-BN-ReLU blocks (32, 64, 64 channels; the first two end in a 2x2 max-pool) and
+    a hidden layer; taps are ``block1``, ``block2``, ``block3`` and ``fc``.
 
-    taps = ("block1", "block2", "fc")
+    One conv per block keeps it cheap on a CPU (about 6 MFLOP-MACs per 28x28 image) while
+    still reaching ~99 % on MNIST with the full training set.
+    """
+
+    taps = ("block1", "block2", "block3", "fc")
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, hidden: int = 128) -> None:
         super().__init__()
-        self.block1 = nn.Sequential(*_conv_bn_relu(in_channels, 32), *_conv_bn_relu(32, 32), nn.MaxPool2d(2))
-        self.block2 = nn.Sequential(*_conv_bn_relu(32, 64), *_conv_bn_relu(64, 64), nn.MaxPool2d(2))
+        self.block1 = nn.Sequential(*_conv_bn_relu(in_channels, 32), nn.MaxPool2d(2))
+        self.block2 = nn.Sequential(*_conv_bn_relu(32, 64), nn.MaxPool2d(2))
+        self.block3 = nn.Sequential(*_conv_bn_relu(64, 64))
         self.pool = nn.AdaptiveAvgPool2d(2)
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4, hidden), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(hidden, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden-layer features (``hidden``-d) that feed the classifier."""
-        return self.fc(self.pool(self.block2(self.block1(x))))
+        return self.fc(self.pool(self.block3(self.block2(self.block1(x)))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

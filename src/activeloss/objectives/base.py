@@ -39,8 +39,13 @@ class Objective:
     name = "none"
     #: whether the trainer must record the model's tapped features for :meth:`batch_loss`
     needs_taps = False
+    #: whether :meth:`predict_loss` gives a loss prediction (what the predicted-loss acquisition ranks by)
+    predicts_loss = False
+    #: whether it trains a VAE and a discriminator (what the vaal and sraal acquisitions rank by)
+    has_discriminator = False
 
-    def setup(self, model: nn.Module, num_classes: int, tap_names: tuple[str, ...], settings) -> None:
+    def setup(self, model: nn.Module, num_classes: int, tap_names: tuple[str, ...], settings,
+              input_shape: tuple[int, ...] | None = None) -> None:
         """Build the extra modules for ``model`` (called once per fresh model)."""
 
     def modules(self) -> dict[str, nn.Module]:
@@ -55,6 +60,15 @@ class Objective:
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
         """Called after each epoch and its scheduler step."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after each optimiser step (e.g. an EMA update)."""
+
+    def after_training(self, model: nn.Module, inputs, labeled: torch.Tensor, unlabeled: torch.Tensor,
+                       settings, gen: torch.Generator, labels: torch.Tensor | None = None) -> None:
+        """Called once per cycle after the model's training, inside the timed training phase:
+        the place for networks trained on labeled *and* unlabeled items (VAAL's VAE).
+        ``labels`` are the oracle's labels of ``labeled``."""
 
     def batch_loss(self, step: Step) -> torch.Tensor | None:
         """The extra loss term of one batch, or None."""
