@@ -211,3 +211,24 @@ def test_a_predicted_loss_query_needs_a_loss_predicting_objective():
     with pytest.raises(ConfigError, match=r"needs an objective with a VAE and discriminator \(vaal, sraal\)"):
         get_strategy("lossnet+vaal")
     assert get_strategy("lossnet+entropy").objective == "lossnet"
+
+
+@pytest.mark.parametrize("override", [{"stop_gradient_epoch": 0}, {"loss_weight": 0.0}])
+def test_backbone_trains_exactly_as_plain_training_when_the_module_cannot_reach_it(override):
+    """Detached from epoch 0 (or weighted 0), the module must leave the backbone's training untouched."""
+    from activeloss.objectives import Objective
+
+    inputs = Inputs.from_dataset(DATA, torch.device("cpu"), (), 0)
+    cfg = TrainConfig(3, 16, 0.05, 0.9, 5e-4, [2], 0.1)
+    states = []
+    for with_module in (False, True):
+        torch.manual_seed(0)
+        model = build("cnn", 3, DATA.input_shape)
+        objective, taps = Objective(), None
+        if with_module:
+            objective = LossPredictionObjective()
+            objective.setup(model, 3, model.taps, _settings(**override), DATA.input_shape)
+            taps = Taps(model, model.taps)
+        train(model, objective, inputs, torch.arange(64), DATA.y_train, cfg, taps, torch.Generator().manual_seed(1), _settings())
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,9 @@ class Experiment:
         (self.out / "checkpoints").mkdir(exist_ok=True)
         trials = max(s.trials for _, s in self.plan.runs)
         done = sum(len(store.finished_cycles(r["id"])) for r in store.runs())
-        with tqdm(total=self.plan.total_cycles, initial=done, unit="cycle", disable=not self.progress,
+        # a live bar on a terminal; in a log (CI, nohup) one line per finished strategy and trial
+        live = self.progress and sys.stderr.isatty()
+        with tqdm(total=self.plan.total_cycles, initial=done, unit="cycle", disable=not live,
                   dynamic_ncols=True, mininterval=0.5) as bar:
             for trial in range(trials):
                 for strategy, s in self.plan.runs:
@@ -223,6 +226,9 @@ class Experiment:
         if taps is not None:
             taps.remove()
         store.set_status(run_id, "done")
+        if self.progress and not sys.stderr.isatty():
+            print(f"{strategy.name} trial {trial}: accuracy {result.accuracy:.4f} with {labeled.numel()} labels",
+                  file=sys.stderr, flush=True)
 
     def query(self, model, objective, acquisition, inputs, pool: Pool, s: Settings, trial: int, cycle: int):
         """Choose ``s.budget`` items; checks the acquisition kept the contract."""
