@@ -35,20 +35,6 @@ from activeloss.scoring import gradient_norm_scores  # noqa: E402
 SHAPES = {"resnet18": (3, 32, 32), "vgg16": (3, 32, 32), "cnn": (1, 28, 28), "mlp": (64,)}
 
 
-def naive_scores(model: nn.Module, x: torch.Tensor, norm: str) -> torch.Tensor:
-    """Reference: the public code's loop, batch size 1, eval mode, autograd per sample."""
-    model.eval()
-    params = [p for p in model.parameters() if p.requires_grad]
-    out = []
-    for i in range(x.shape[0]):
-        p = model(x[i : i + 1]).softmax(dim=1)
-        h = -(p * p.log()).sum()
-        grads = torch.autograd.grad(h, params)
-        sq = [g.pow(2).sum() for g in grads]
-        out.append(sum(s.sqrt() for s in sq) if norm == "tensor_sum" else torch.stack(sq).sum().sqrt())
-    return torch.stack(out).detach()
-
-
 def fwd_bwd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
     """One training-style pass (no optimiser step): mean CE, gradients w.r.t. the parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -101,7 +87,7 @@ def main() -> None:
         {
             "fwd_bwd": lambda: fwd_bwd(model, x, y, args.batch_size),
             "gradnorm": lambda: scores.append(gradient_norm_scores(model, x, args.norm, args.batch_size)),
-            "loop": lambda: loop_scores.append(naive_scores(model, x[:m], args.norm)),
+            "loop": lambda: loop_scores.append(gradient_norm_scores(model, x[:m], norm=args.norm, method="loop")),
         },
         args.repeats,
     )
