@@ -83,7 +83,7 @@ def save_image(path: Path, size: tuple[int, int] = (6, 5), mode: str = "RGB", va
 
 
 def test_kinds_lists_every_kind_with_a_description():
-    assert set(KINDS) == {"digits", "mnist", "cifar10", "cifar100", "folder", "npz", "csv"}
+    assert set(KINDS) == {"digits", "mnist", "cifar10", "cifar100", "svhn", "folder", "npz", "csv"}
     assert all(isinstance(v, str) and v for v in KINDS.values())
 
 

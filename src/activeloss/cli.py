@@ -9,7 +9,7 @@ import sys
 from dataclasses import fields
 from typing import Any, Sequence
 
-from .config import Settings, coerce, load_toml
+from .config import Settings, coerce, load_toml, settings_toml
 from .errors import ActiveLossError, ConfigError
 
 EXIT_USAGE = 2
@@ -41,10 +41,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file (CLI options win)")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--dry-run", action="store_true",
+                     help="load the data, print the fully resolved settings as TOML and stop (nothing is trained or written)")
     _add_settings(run)
-    rep = sub.add_parser("report", help="print the tables of a finished or partial run and redraw its plots")
-    rep.add_argument("folder", metavar="DIR")
+    rep = sub.add_parser(
+        "report", help="print the tables of finished or partial runs and redraw their figures",
+        description="Tables (mean ± std over trials per cycle, AUBC, labels to reach a target, ranking accuracy, "
+                    "time) and figures from one or several output folders. Folders are combined: a strategy "
+                    "found in several folders must have the same settings there (its trials are pooled).")
+    rep.add_argument("folders", nargs="+", metavar="DIR", help="output folders of activeloss run")
+    rep.add_argument("--metric", default="accuracy", help="metric of the main table, curves and --reach (default accuracy)")
+    rep.add_argument("--reach", type=float, action="append", default=[], metavar="ACC",
+                     help="add the labels needed to first reach ACC (a fraction, e.g. 0.9); repeatable")
+    rep.add_argument("--cycle", type=int, default=None, metavar="N",
+                     help="cycle of the per-class and confidence figures (default: the last cycle every strategy reached)")
+    rep.add_argument("--out", default=None, metavar="DIR",
+                     help="folder for results.csv and the figures (default: DIR with one folder; with several, "
+                          "no figures unless given)")
+    rep.add_argument("--markdown", default=None, metavar="FILE", help="also write the tables (and figure links) as Markdown")
+    rep.add_argument("--csv", default=None, metavar="FILE", help="also write the summary as a long-format CSV")
+    rep.add_argument("--latex", default=None, metavar="FILE", help="also write the tables as booktabs LaTeX tabulars")
     sub.add_parser("strategies", help="list the strategies, objectives and acquisitions")
+    pre = sub.add_parser("presets", help="list the named protocols for run --preset, or print one",
+                         description="List the presets (protocols of the source papers), or print the file of one.")
+    pre.add_argument("name", nargs="?", metavar="NAME", help="print this preset's settings")
     return parser
 
 
@@ -57,6 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import report
 
     explicit = _explicit_settings(args)
+    if args.resume and args.dry_run:
+        raise ConfigError("--dry-run shows the settings of a new run; a resumed run keeps its stored settings")
     if args.resume:
         extra = sorted(set(explicit) - {"out", "device"}) + (["config"] if args.config else [])
         if extra:
@@ -67,7 +89,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         values = load_toml(args.config) if args.config else {}
         values.update(explicit)
-        settings = Settings().merged(values)
+        settings = Settings.from_dict(values, origin="the command line")  # a --preset fills what is left out
+    if args.dry_run:
+        the_plan = experiment.plan(settings)  # loads the data: percentages need its size
+        d = the_plan.data
+        comments = [
+            f"activeloss run --dry-run: the resolved settings{f' of preset {settings.preset}' if settings.preset else ''}",
+            f"on {d.name} ({d.x_train.shape[0]} train / {d.x_test.shape[0]} test, {d.num_classes} classes), device {the_plan.device};",
+            "nothing was trained or written. per_strategy tables hold what differs between strategies.",
+        ]
+        print(settings_toml([(strategy.name, s) for strategy, s in the_plan.runs], comments), end="")
+        return 0
 
     def announce(plan) -> None:
         if args.quiet:
@@ -76,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         s = plan.runs[0][1]
         print(
             f"activeloss: {plan.data.name} ({plan.data.x_train.shape[0]} train / {plan.data.x_test.shape[0]} test, "
-            f"{plan.data.num_classes} classes), model {s.model}, on {plan.device}\n"
+            f"{plan.data.num_classes} classes), model {s.model}, on {plan.device}"
+            f"{f', preset {s.preset}' if s.preset else ''}\n"
             f"  strategies: {names}\n  {s.trials} trials x {s.cycles} cycles: {s.initial} initial labels "
             f"+ {s.budget} per cycle, {s.epochs} epochs, subset {s.subset or 'whole pool'}, "
             f"{'re-initialised' if s.reinit else 'warm-started'} each cycle",
@@ -90,12 +123,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import report
-    from .store import Store
+    from .report import build_report
 
-    if not Store.exists_in(args.folder):
-        raise ConfigError(f"{args.folder} holds no run (no store.sqlite)")
-    print(report(args.folder))
+    result = build_report(args.folders, args.out, metric=args.metric, reach=args.reach, cycle=args.cycle,
+                          markdown=args.markdown, csv=args.csv, latex=args.latex)
+    print(result.text)
+    if result.files:
+        print(f"\nwrote: {', '.join(map(str, result.files))}", file=sys.stderr)
+    if len(args.folders) > 1 and args.out is None:
+        print("figures: not drawn for several folders without --out DIR", file=sys.stderr)
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from . import presets
+
+    if args.name:
+        print(presets.text(args.name), end="")
+        return 0
+    names = presets.names()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:{width}s}  {presets.describe(name)}")
+    print("\nrun one with: activeloss run --preset NAME --dataset KIND:PATH [options that override it]")
     return 0
 
 
@@ -120,7 +170,7 @@ def cmd_strategies(_args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        handler = {"run": cmd_run, "report": cmd_report, "strategies": cmd_strategies}[args.command]
+        handler = {"run": cmd_run, "report": cmd_report, "strategies": cmd_strategies, "presets": cmd_presets}[args.command]
         return handler(args)
     except ActiveLossError as exc:
         print(f"activeloss: error: {exc}", file=sys.stderr)

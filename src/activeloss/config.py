@@ -1,17 +1,24 @@
 """Run settings: one dataclass read from the CLI, a TOML file, or Python.
 
 Every field is a CLI option (``batch_size`` -> ``--batch-size``) and a TOML key of
-the same name.  A field left at ``None`` is filled, in this order, from the
-strategy's defaults (e.g. DNAL retrains from scratch), then the dataset's defaults
-(the tiny protocol for ``digits``), then the Learning Loss CIFAR-10 protocol.
+the same name.  Values are layered, the first that sets a field wins: what the user
+gives (command line, then ``--config`` file), a named **preset** (a complete protocol
+of METHODS.md, see :mod:`activeloss.presets`), the strategy's defaults (e.g. DNAL
+retrains from scratch), the dataset's defaults (the tiny protocol for ``digits``),
+then the Learning Loss CIFAR-10 protocol.  ``initial``, ``budget`` and ``subset``
+may be percentages of the training set (``"10%"``), turned into counts by
+:func:`resolve_counts` once the dataset is loaded.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import ConfigError
 
@@ -24,17 +31,20 @@ def _opt(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class Settings:
-    dataset: str = _opt("digits", "digits, or KIND:PATH with KIND mnist, cifar10, cifar100, folder, npz, csv")
+    dataset: str = _opt("digits", "digits, or KIND:PATH with KIND mnist, cifar10, cifar100, svhn, folder, npz, csv")
+    preset: str | None = _opt(None, "a named protocol (activeloss presets lists them); the options you give win over it")
     strategies: list[str] = _opt([], "comma list of strategies, or OBJECTIVE+ACQUISITION pairs (default: the main comparison)")
     trials: int = _opt(3, "trials; trial t uses the same initial set and subsets for every strategy")
     cycles: int | None = _opt(None, "train-and-evaluate rounds; round c trains on initial + c x budget labels")
-    initial: int | None = _opt(None, "size of the random initial labeled set")
-    budget: int | None = _opt(None, "items labeled per query")
-    subset: int | None = _opt(None, "random candidate subset per query (0 = the whole unlabeled pool)")
+    initial: int | str | None = _opt(None, "size of the random initial labeled set, or a percentage of the training set (10%%)", fraction=True)
+    budget: int | str | None = _opt(None, "items labeled per query, or a percentage of the training set (5%%)", fraction=True)
+    subset: int | str | None = _opt(None, "random candidate subset per query (0 = the whole unlabeled pool), or a percentage of the training set", fraction=True)
     epochs: int | None = _opt(None, "training epochs per cycle")
     batch_size: int | None = _opt(None, "training batch size")
     model: str | None = _opt(None, "resnet18, vgg16, cnn or mlp (default chosen per dataset)")
     seed: int = _opt(0, "seed of every random draw of the run")
+    initial_classes: int | None = _opt(None, "draw the initial labeled set from this many randomly chosen classes only (seeded per trial; later queries are unrestricted)")
+    label_noise: float = _opt(0.0, "rate at which the simulated oracle returns a wrong label (CIFAR-100: another fine class of the same superclass; else a uniform other class)")
     out: str = _opt("results", "output folder (store, results.csv, plots)")
     lr: float | None = _opt(None, "learning rate of the model (SGD)")
     momentum: float = _opt(0.9, "SGD momentum")
@@ -71,14 +81,14 @@ class Settings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], origin: str = "settings") -> "Settings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{origin}: unknown setting {unknown[0]!r}; known settings are {', '.join(sorted(known))}")
-        settings = cls()
-        for key, value in values.items():
-            setattr(settings, key, coerce(key, value, origin))
-        return settings
+        """Settings from the values a user gave; a ``preset`` among them fills what they leave out.
+
+        This is the way to use a preset from Python too:
+        ``Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:data"})``.
+        """
+        _check_names(values, origin)
+        values = apply_preset({k: coerce(k, v, origin) for k, v in values.items()}, origin)
+        return cls().merged(values)
 
     def merged(self, overrides: dict[str, Any]) -> "Settings":
         """A copy with ``overrides`` (already coerced) applied."""
@@ -90,12 +100,36 @@ def field_types() -> dict[str, str]:
     return {f.name: str(f.type) for f in fields(Settings)}
 
 
+#: the fields that may be given as a percentage of the training set ("10%")
+FRACTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Settings) if f.metadata.get("fraction"))
+
+
+def _check_names(values: dict[str, Any], origin: str) -> None:
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{origin}: unknown setting {unknown[0]!r}; known settings are {', '.join(sorted(known))}")
+
+
+def _percent(name: str, value: str, origin: str) -> str:
+    """``" 10 %"`` -> ``"10%"``: a percentage in (0, 100], kept as text until the dataset is known."""
+    try:
+        number = Decimal(value.strip()[:-1].strip())
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite() or not 0 < number <= 100:
+        raise ConfigError(f"{origin}: {name} expects a count or a percentage in (0%, 100%], got {value!r}")
+    return f"{number.normalize():f}%"
+
+
 def coerce(key: str, value: Any, origin: str = "settings") -> Any:
     """Turn a CLI string or a TOML value into the field's type, or raise a :class:`ConfigError`."""
     kind = field_types()[key]
     name = "--" + key.replace("_", "-")
     if value is None:
         return None
+    if key in FRACTION_FIELDS and isinstance(value, str) and value.strip().endswith("%"):
+        return _percent(name, value, origin)
     try:
         if kind.startswith("list[str]"):
             items = value.split(",") if isinstance(value, str) else list(value)
@@ -120,7 +154,7 @@ def coerce(key: str, value: Any, origin: str = "settings") -> Any:
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        expected = kind.split(" |")[0]
+        expected = "int or a percentage of the training set (10%)" if key in FRACTION_FIELDS else kind.split(" |")[0]
         raise ConfigError(f"{origin}: {name} expects {expected}, got {value!r}") from None
 
 
@@ -134,8 +168,67 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     values = {k.replace("-", "_"): v for k, v in raw.items()}
-    Settings.from_dict(values, origin=str(path))  # validates names and types
+    if "per_strategy" in values:
+        raise ConfigError(f"{path}: the per_strategy tables that --dry-run prints are a record, not settings; "
+                          f"delete them (the strategies' own defaults give those values)")
+    _check_names(values, str(path))
     return {k: coerce(k, v, str(path)) for k, v in values.items()}
+
+
+# ---------------------------------------------------------------- presets
+
+#: keys of a preset file that describe it rather than set something
+PRESET_INFO_KEYS = ("description", "reference", "for_dataset", "notes")
+
+#: preset settings measured against another one (epochs, the learning rate): when the user
+#: overrides only the base, the preset's value scales with it (160 of 200 epochs -> 8 of 10)
+DERIVED_FROM: dict[str, str] = {"milestones": "epochs", "stop_gradient_epoch": "epochs", "lossnet_lr": "lr"}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The settings of the preset ``name`` (coerced, without its description keys)."""
+    from . import presets
+
+    raw = presets.read(name)
+    origin = f"preset {name}"
+    values = {k.replace("-", "_"): v for k, v in raw.items() if k not in PRESET_INFO_KEYS}
+    _check_names(values, origin)
+    if "preset" in values or "dataset" in values:
+        raise ConfigError(f"{origin}: a preset may not set 'preset' or 'dataset'")
+    return {k: coerce(k, v, origin) for k, v in values.items()}
+
+
+def _scaled(key: str, value: Any, old: Any, new: Any) -> Any:
+    if key == "milestones":
+        return [max(1, round(m * new / old)) for m in value]
+    if key == "stop_gradient_epoch":
+        return round(value * new / old)
+    return float(f"{value / old * new:.12g}")  # lossnet_lr: keep the preset's ratio to --lr
+
+
+def apply_preset(values: dict[str, Any], origin: str = "settings") -> dict[str, Any]:
+    """``values`` (what the user gave, coerced) over the preset they name, if any.
+
+    A preset is a complete protocol, so it sits above the strategies' defaults; what the
+    user gives sits above the preset.  The preset's milestones and stop-gradient epoch
+    follow an overridden ``epochs``, its ``lossnet_lr`` an overridden ``lr``, unless they
+    are given too.
+    """
+    given = {k: v for k, v in values.items() if v is not None}
+    name = given.get("preset")
+    if not name:
+        return values
+    base = preset_values(name)
+    if "dataset" not in given:
+        from . import presets
+
+        meant = presets.read(name).get("for_dataset", "KIND:PATH")
+        raise ConfigError(f"{origin}: --preset {name} needs --dataset; it was written for {meant}")
+    merged = {**base, **given}
+    for key, anchor in DERIVED_FROM.items():
+        if key in base and key not in given and anchor in base and anchor in given and given[anchor] != base[anchor]:
+            merged[key] = _scaled(key, base[key], base[anchor], given[anchor])
+    return merged
 
 
 #: The Learning Loss CIFAR-10 protocol (METHODS.md section 3), the default for any dataset.
@@ -149,8 +242,12 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"cycles": 8, "initial": 40, "budget": 40, "subset": 0, "epochs": 40, "batch_size": 32, "lr": 0.05},
 }
 
-#: Augmentation per dataset kind: digits are not mirror-symmetric, natural images are.
-AUGMENT_DEFAULTS: dict[str, str] = {"digits": "none", "mnist": "none", "cifar10": "flip,crop", "cifar100": "flip,crop", "folder": "flip,crop"}
+#: Augmentation per dataset kind: digits are not mirror-symmetric, natural images are.  SVHN's
+#: house numbers are digits too (a mirrored 2 or 7 is no digit), so they get the crop only.
+AUGMENT_DEFAULTS: dict[str, str] = {
+    "digits": "none", "mnist": "none", "svhn": "crop",
+    "cifar10": "flip,crop", "cifar100": "flip,crop", "folder": "flip,crop",
+}
 
 
 def dataset_kind(spec: str) -> str:
@@ -183,8 +280,33 @@ def resolve(settings: Settings, strategy_defaults: dict[str, Any] | None = None)
     return out
 
 
+def percent_count(text: str, pool_size: int) -> int:
+    """``"10%"`` of ``pool_size`` items, rounded down (exact decimal arithmetic: 10% of 50,000 is 5,000)."""
+    return int(Decimal(text[:-1]) * pool_size // 100)
+
+
+def resolve_counts(s: Settings, pool_size: int) -> Settings:
+    """Turn the percentages among ``initial``, ``budget`` and ``subset`` into item counts.
+
+    Rounding down keeps ``initial + (cycles - 1) x budget`` inside the pool whenever the
+    percentages add up to at most 100%.
+    """
+    filled: dict[str, int] = {}
+    for name in FRACTION_FIELDS:
+        value = getattr(s, name)
+        if isinstance(value, str):
+            count = percent_count(value, pool_size)
+            if count < 1:
+                raise ConfigError(f"--{name} {value} of the training pool ({pool_size} items) is less than one item")
+            filled[name] = count
+    return s.merged(filled)
+
+
 def validate(s: Settings, pool_size: int) -> None:
-    """Check a resolved ``Settings`` against itself and the training-pool size."""
+    """Check a resolved ``Settings`` (counts resolved too) against itself and the training-pool size."""
+    for name in FRACTION_FIELDS:
+        if not isinstance(getattr(s, name), int):
+            raise ConfigError(f"--{name} {getattr(s, name)} is not resolved to a count; call resolve_counts first")
     checks = [
         (s.trials >= 1, "--trials must be at least 1"),
         (s.cycles >= 1, "--cycles must be at least 1"),
@@ -217,6 +339,8 @@ def validate(s: Settings, pool_size: int) -> None:
         (s.vae_epochs > 0, "--vae-epochs must be positive"),
         (s.vae_batch_size >= 1, "--vae-batch-size must be at least 1"),
         (s.vae_lr > 0, "--vae-lr must be positive"),
+        (0 <= s.label_noise < 1, f"--label-noise must be in [0, 1), not {s.label_noise:g}"),
+        (s.initial_classes is None or s.initial_classes >= 1, "--initial-classes must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:
@@ -231,3 +355,50 @@ def validate(s: Settings, pool_size: int) -> None:
         )
     if s.cycles > 1 and 0 < s.subset < s.budget:
         raise ConfigError(f"--subset {s.subset} is smaller than --budget {s.budget}")
+
+
+# ---------------------------------------------------------------- TOML output
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else toml_value(key)
+
+
+def toml_value(value: Any) -> str:
+    """A scalar, string or list as TOML (the stdlib reads TOML but cannot write it)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # Python's float repr ("0.0005", "1e-05", "inf") is valid TOML
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def settings_toml(runs: Sequence[tuple[str, Settings]], comments: Sequence[str] = ()) -> str:
+    """The resolved settings of each strategy as TOML: the values they share at the top, then
+    a ``[per_strategy."NAME"]`` table with what differs, for the strategies where something does.
+
+    Keys are the Settings field names; ``None`` (unset) values are left out.
+    """
+    dicts = [(name, {k: v for k, v in s.to_dict().items() if v is not None}) for name, s in runs]
+    names = [name for name, _ in runs]
+    lines = [f"# {c}" for c in comments]
+    common: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name == "strategies":
+            common[f.name] = names
+            continue
+        vals = [d.get(f.name) for _, d in dicts]
+        if vals and vals[0] is not None and all(v == vals[0] for v in vals):
+            common[f.name] = vals[0]
+    lines += [f"{k} = {toml_value(v)}" for k, v in common.items()]
+    for name, d in dicts:
+        diff = {k: v for k, v in d.items() if k not in common}
+        if diff:
+            lines += ["", f"[per_strategy.{toml_key(name)}]"] + [f"{k} = {toml_value(v)}" for k, v in diff.items()]
+    return "\n".join(lines) + "\n"

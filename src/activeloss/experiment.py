@@ -22,13 +22,13 @@ from torch import nn
 from . import models
 from .acquisitions import QueryContext
 from .augment import parse_augment
-from .config import Settings, resolve, validate
+from .config import Settings, resolve, resolve_counts, validate
 from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .inputs import Inputs
 from .objectives import Objective
-from .oracle import Oracle, SimulatedOracle
-from .pool import Pool
+from .oracle import Oracle, simulated_oracle
+from .pool import Pool, class_mask, initial_classes
 from .report import write_results_csv
 from .seeding import derive_seed, generator
 from .store import CycleResult, Store
@@ -46,6 +46,15 @@ def choose_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name} asked for, but no CUDA GPU is available")
     return device
+
+
+def initial_allowed(data: Dataset, s: Settings, trial: int) -> torch.Tensor | None:
+    """Mask of the items the initial set may come from: those of the ``--initial-classes`` M
+    classes drawn for this trial (the same for every strategy), or None for no restriction."""
+    if s.initial_classes is None:
+        return None
+    classes = initial_classes(data.num_classes, s.initial_classes, generator(s.seed, "initial-classes", trial))
+    return class_mask(data.y_train, classes)
 
 
 def set_threads(settings: Settings, device: torch.device) -> None:
@@ -87,12 +96,19 @@ def plan(settings: Settings) -> Plan:
         raise ConfigError("--strategies names a strategy twice")
     strategies = [get_strategy(n) for n in names]
     data = load_dataset(settings.dataset, seed=settings.seed, test_fraction=settings.test_fraction)
+    pool_size = data.x_train.shape[0]
     runs = []
     for strategy in strategies:
-        s = resolve(settings, strategy.defaults)
+        s = resolve_counts(resolve(settings, strategy.defaults), pool_size)  # "10%" -> items of this dataset
         if s.model is None:
             s.model = models.default_model(data.input_shape)
-        validate(s, pool_size=data.x_train.shape[0])
+        validate(s, pool_size=pool_size)
+        if s.initial_classes is not None:  # every trial's class draw must hold the initial set
+            for trial in range(s.trials):
+                held = int(initial_allowed(data, s, trial).sum())
+                if held < s.initial:
+                    raise ConfigError(f"--initial-classes {s.initial_classes}: the classes drawn for trial {trial} hold "
+                                      f"{held} training items, fewer than --initial {s.initial}")
         parse_augment(s.augment)
         models.build(s.model, data.num_classes, data.input_shape)  # fails early on a bad pairing
         runs.append((strategy, s))
@@ -107,7 +123,9 @@ class Experiment:
         self.out = Path(out)
         self.data = plan.data
         self.device = plan.device
-        self.oracle = oracle or SimulatedOracle(plan.data.y_train)
+        # the truth, or with --label-noise answers fixed per (seed, trial, item), so resumes agree
+        self.oracle = oracle or simulated_oracle(plan.data.y_train, plan.settings.label_noise, plan.settings.seed,
+                                                 plan.data.num_classes, plan.data.coarse_of_class)
         self.progress = progress
         self._inputs: dict[tuple, Inputs] = {}
 
@@ -197,13 +215,24 @@ class Experiment:
             train_seconds = time.perf_counter() - t0
             result = evaluate(model, objective, inputs, s.eval_batch_size, taps)
             metrics = {"accuracy": result.accuracy}
-            arrays = None
+            # for the report's figures: per-class accuracy and confidence histograms of labeled vs
+            # (a seeded sample of at most 2,000) unlabeled items, after evaluation and before the
+            # query; eval mode, own generator, timed in neither train nor query seconds
+            from . import diagnostics
+
+            arrays = {"per_class_accuracy": diagnostics.per_class_accuracy(
+                result.predictions, self.data.y_test, self.data.num_classes)}
+            arrays.update(diagnostics.confidence_histograms(
+                model, inputs, labeled, pool.unlabeled_indices(), generator(s.seed, "confidence", trial, cycle),
+                s.eval_batch_size))
+            if taps is not None:
+                taps.clear()
             if result.predicted_losses is not None:
                 from .metrics import ranking_accuracy
 
                 metrics["ranking_accuracy"] = ranking_accuracy(result.predicted_losses, result.losses)
                 if cycle == s.cycles - 1:
-                    arrays = {"test_loss": result.losses.tolist(), "predicted_loss": result.predicted_losses.tolist()}
+                    arrays.update(test_loss=result.losses.tolist(), predicted_loss=result.predicted_losses.tolist())
             queried, new_labels, query_seconds = [], [], 0.0
             if cycle < s.cycles - 1:
                 t0 = time.perf_counter()
@@ -248,12 +277,16 @@ class Experiment:
         """The labeled set from the store; the initial set is drawn and stored on first use.
 
         The initial draw depends on the seed and trial only, so every strategy of a trial
-        starts from the same labeled items.
+        starts from the same labeled items.  With ``--initial-classes M`` they come from M
+        classes drawn (by true label) from the seed and trial, so also the same for all.
         """
+        start_trial = getattr(self.oracle, "start_trial", None)
+        if start_trial is not None:  # a noisy oracle answers per trial
+            start_trial(trial)
         pool = Pool(self.data.x_train.shape[0])
         rows = store.labels(run_id)
         if not rows:
-            initial = pool.draw_initial(s.initial, generator(s.seed, "initial", trial))
+            initial = pool.draw_initial(s.initial, generator(s.seed, "initial", trial), initial_allowed(self.data, s, trial))
             given = self.oracle.label(initial)
             truth = self.data.y_train[initial]
             store.add_labels(run_id, 0, [(i, y, t, "initial") for i, y, t in

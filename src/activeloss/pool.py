@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import PoolError
+from .errors import ConfigError, PoolError
 
 UNLABELED = -1
 
@@ -66,8 +66,33 @@ class Pool:
         chosen = order[unlabeled[order]][:subset]
         return chosen.sort().values
 
-    def draw_initial(self, count: int, gen: torch.Generator) -> torch.Tensor:
-        """``count`` random items for the initial labeled set (sorted)."""
+    def draw_initial(self, count: int, gen: torch.Generator, allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """``count`` random items for the initial labeled set (sorted).
+
+        ``allowed`` (a boolean mask over the pool) restricts the draw, e.g. to a few
+        classes; the random order is the same permutation of the whole pool either way.
+        """
         if count > self.size:
             raise PoolError(f"the initial labeled set ({count}) is larger than the pool ({self.size} items)")
-        return torch.randperm(self.size, generator=gen)[:count].sort().values
+        order = torch.randperm(self.size, generator=gen)
+        if allowed is not None:
+            allowed = torch.as_tensor(allowed, dtype=torch.bool).cpu()
+            if allowed.shape != (self.size,):
+                raise PoolError(f"the mask of allowed items has shape {tuple(allowed.shape)}, not ({self.size},)")
+            if int(allowed.sum()) < count:
+                raise PoolError(f"the initial labeled set ({count}) is larger than the allowed items ({int(allowed.sum())})")
+            order = order[allowed[order]]
+        return order[:count].sort().values
+
+
+def initial_classes(num_classes: int, m: int, gen: torch.Generator) -> list[int]:
+    """``m`` of the ``num_classes`` classes, chosen at random (sorted): the classes a biased
+    initial pool may come from (DNAL's robustness protocol, METHODS.md section 6)."""
+    if not 1 <= m <= num_classes:
+        raise ConfigError(f"--initial-classes {m} is out of range: the dataset has {num_classes} classes")
+    return sorted(torch.randperm(num_classes, generator=gen)[:m].tolist())
+
+
+def class_mask(labels: torch.Tensor, classes: list[int]) -> torch.Tensor:
+    """True for the items whose label is one of ``classes``."""
+    return torch.isin(labels.cpu(), torch.tensor(classes, dtype=labels.dtype))

@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "mnist": "mnist:DIR with the four MNIST idx files, plain or .gz",
     "cifar10": "cifar10:DIR, the python-pickle CIFAR-10 release (cifar-10-batches-py)",
     "cifar100": "cifar100:DIR, the python-pickle CIFAR-100 release (cifar-100-python); fine labels, coarse kept",
+    "svhn": "svhn:DIR with the cropped-digits SVHN files train_32x32.mat and test_32x32.mat (extra_32x32.mat is ignored)",
     "folder": "folder:DIR of class sub-folders of images, or DIR/train and DIR/test of them",
     "npz": "npz:FILE.npz with arrays x, y and optionally x_test, y_test, class_names",
     "csv": "csv:FILE.csv with a header row, a 'label' column and numeric feature columns",
@@ -315,6 +316,51 @@ def _read_cifar(kind: str, root: Path, seed: int, test_fraction: float) -> Datas
     return ds
 
 
+# ---------------------------------------------------------------- svhn
+
+_SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+
+
+def _svhn_split(kind: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels 0..9 from one SVHN .mat file (X: 32x32x3xN, y: Nx1, 10 = digit 0)."""
+    from scipy.io import loadmat  # imported here: only SVHN needs it
+
+    if not path.is_file():
+        raise DataError(f"{kind}: expected the file {path.name} in {path.parent}, not found")
+    try:
+        mat = loadmat(path, variable_names=["X", "y"])
+    except NotImplementedError:  # scipy's answer to MATLAB v7.3 (HDF5) files
+        raise DataError(f"{kind}: {path} is a MATLAB v7.3 (HDF5) file; expected the original SVHN release (MATLAB v5)") from None
+    except Exception as e:  # a corrupt or non-MATLAB file can raise nearly anything inside scipy
+        raise DataError(f"{kind}: cannot read {path} ({type(e).__name__}: {e})") from None
+    for need in ("X", "y"):
+        if need not in mat:
+            raise DataError(f"{kind}: {path} has no variable '{need}'")
+    x, y = np.asarray(mat["X"]), np.asarray(mat["y"])
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3):
+        raise DataError(f"{kind}: 'X' in {path} has shape {x.shape}, expected (32, 32, 3, N)")
+    if x.dtype != np.uint8:
+        raise DataError(f"{kind}: 'X' in {path} must hold bytes 0..255, found dtype {x.dtype}")
+    y = y.ravel()
+    if y.shape[0] != x.shape[3]:
+        raise DataError(f"{kind}: {path} has {x.shape[3]} images but {y.shape[0]} labels")
+    if y.dtype.kind not in "iuf":
+        raise DataError(f"{kind}: labels 'y' in {path} must be numbers 1..10, found dtype {y.dtype}")
+    ok = (y >= 1) & (y <= 10) & (y == np.round(y))
+    if not np.all(ok):
+        raise DataError(f"{kind}: label {y[~ok][0]} in {path} is not 1..10 (10 stands for the digit 0)")
+    y = y.astype(np.int64) % 10
+    return x.transpose(3, 2, 0, 1), y
+
+
+def _read_svhn(kind: str, root: Path, seed: int, test_fraction: float) -> Dataset:
+    """The cropped-digits release (Format 2): train_32x32.mat and test_32x32.mat; label 10 is the digit 0."""
+    _need_dir(kind, root)
+    x_train, y_train = _svhn_split(kind, root / _SVHN_FILES["train"])
+    x_test, y_test = _svhn_split(kind, root / _SVHN_FILES["test"])
+    return _make(kind, x_train, y_train, x_test, y_test, [str(i) for i in range(10)], str(root), "from the source")
+
+
 # ---------------------------------------------------------------- folder
 
 
@@ -509,6 +555,7 @@ _READERS: dict[str, Callable[[str, Path, int, float], Dataset]] = {
     "mnist": _read_mnist,
     "cifar10": _read_cifar,
     "cifar100": _read_cifar,
+    "svhn": _read_svhn,
     "folder": _read_folder,
     "npz": _read_npz,
     "csv": _read_csv,

@@ -1,0 +1,236 @@
+"""Figures (PNG, matplotlib Agg), each drawn from data the store holds, so ``activeloss report`` redraws them.
+
+Every figure has a title, axis labels, a legend where lines or bars need one, and a light grid;
+files are written to a temporary name and renamed, so a figure on disk is always whole.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .tables import curves, mean_std, timing
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def palette(strategies: Sequence[str]) -> dict[str, Any]:
+    """One colour per strategy, the same in every figure of a report (tab10, then tab20b)."""
+    plt = _plt()
+    return {s: plt.cm.tab10(i) if i < 10 else plt.cm.tab20b((i - 10) % 20) for i, s in enumerate(strategies)}
+
+
+def _save(fig, path: str | Path) -> None:
+    """Save through a temporary file so a plot on disk is always whole."""
+    plt = _plt()
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _grid(n: int, width: float, height: float, max_cols: int = 4, **kw):
+    plt = _plt()
+    cols = min(n, max_cols)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.6), dpi=150, squeeze=False, **kw)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def plot_curves(rows: list[dict[str, Any]], path: str | Path, title: str = "", metric: str = "accuracy",
+                reach: Sequence[float] = (), colors: dict[str, Any] | None = None) -> None:
+    """Learning curves (mean over trials) with a ±1 std band, one line per strategy; dashed lines at
+    the ``reach`` targets."""
+    plt = _plt()
+    data = curves(rows, metric)
+    colors = colors or palette(list(data))
+    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=150)
+    for strategy, per in data.items():
+        cycles = sorted(per)
+        x = np.array([per[c]["labeled"] for c in cycles])
+        stats = np.array([mean_std(per[c]["values"].values()) for c in cycles]) * 100
+        color = colors[strategy]
+        ax.plot(x, stats[:, 0], marker="o", ms=3.5, lw=1.8, color=color, label=strategy)
+        ax.fill_between(x, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1], color=color, alpha=0.15, lw=0)
+    for target in reach:
+        ax.axhline(target * 100, color="0.35", ls="--", lw=1)
+        ax.annotate(f"target {target * 100:g}%", (0.005, target * 100), xycoords=("axes fraction", "data"),
+                    xytext=(2, 3), textcoords="offset points", fontsize=8, color="0.3")
+    ax.set_xlabel("labeled items")
+    ax.set_ylabel(f"test {metric.replace('_', ' ')} (%)")
+    ax.set_title(title or "Learning curves (mean ± std over trials)")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=9, ncol=2 if len(data) > 6 else 1)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_time(rows: list[dict[str, Any]], path: str | Path, title: str = "", colors: dict[str, Any] | None = None) -> None:
+    """Train and query seconds per cycle against labels, mean ± std over trials; log scale when the
+    strategies differ by orders of magnitude (queries often do)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=150)
+    strategies = list(timing(rows))
+    colors = colors or palette(strategies)
+    for panel, (ax, key, label) in enumerate(zip(axes, ("train_seconds", "query_seconds"), ("training", "query"))):
+        positive = []
+        for strategy in strategies:
+            per: dict[int, dict[str, Any]] = {}
+            for row in rows:
+                if row["strategy"] != strategy or (key == "query_seconds" and not row.get("queried", True)):
+                    continue
+                cell = per.setdefault(row["cycle"], {"labeled": row["labeled"], "values": []})
+                cell["values"].append(row[key])
+            if not per:
+                continue
+            cycles = sorted(per)
+            x = np.array([per[c]["labeled"] for c in cycles])
+            stats = np.array([mean_std(per[c]["values"]) for c in cycles])
+            positive += [v for v in stats[:, 0] if v > 0]
+            color = colors[strategy]
+            ax.plot(x, stats[:, 0], marker="o", ms=3.5, lw=1.6, color=color, label=strategy)
+            lo = np.maximum(stats[:, 0] - stats[:, 1], stats[:, 0] * 0.05)
+            ax.fill_between(x, lo, stats[:, 0] + stats[:, 1], color=color, alpha=0.15, lw=0)
+        if positive and max(positive) / max(min(positive), 1e-9) > 10:
+            ax.set_yscale("log")
+        ax.set_xlabel("labeled items (at the cycle)")
+        ax.set_ylabel("seconds per cycle" + (" (log scale)" if ax.get_yscale() == "log" else ""))
+        ax.set_title(f"{label} time per cycle" + (" (cycles with a query)" if panel else ""))
+        ax.grid(alpha=0.3, which="both" if ax.get_yscale() == "log" else "major")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False, fontsize=9)
+    fig.suptitle(title or "Time per cycle (mean ± std over trials)", fontsize=12)
+    rows_of_legend = math.ceil(len(labels) / 6) if labels else 0
+    fig.tight_layout(rect=(0, 0.05 * rows_of_legend + 0.02, 1, 1))
+    _save(fig, path)
+
+
+def plot_loss_prediction(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
+                         colors: dict[str, Any] | None = None) -> None:
+    """Predicted vs real test loss, one panel per strategy, with Pearson r, Spearman rho and
+    the ranking accuracy (the module only has to order losses, not match their scale)."""
+    from scipy import stats
+
+    from ..metrics import ranking_accuracy
+
+    colors = colors or palette(list(pairs))
+    fig, axes = _grid(len(pairs), 4.6, 4.2, max_cols=3)
+    for ax, (strategy, (real, predicted)) in zip(axes, pairs.items()):
+        ax.scatter(real, predicted, s=8, alpha=0.6, lw=0, color=colors[strategy])
+        # losses span decades once a model fits; a barely trained one has them all near log(C)
+        wide = real.size > 0 and real.max() > 20 * max(real.min(), 0.01)
+        if wide:
+            ax.set_xscale("symlog", linthresh=0.01)
+        varied = real.std() > 0 and predicted.std() > 0
+        r = stats.pearsonr(real, predicted)[0] if varied else float("nan")
+        rho = stats.spearmanr(real, predicted)[0] if varied else float("nan")
+        ax.set_title(f"{strategy}: Pearson r = {r:.2f}, Spearman ρ = {rho:.2f}\n"
+                     f"ranking accuracy {ranking_accuracy(predicted, real):.3f}", fontsize=10)
+        ax.set_xlabel("real test loss" + (" (symlog scale)" if wide else ""))
+        ax.set_ylabel("predicted loss")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Loss prediction at the last cycle (each test item; first trial)", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confidence(hists: dict[str, dict[str, Any]], path: str | Path, cycle: int) -> None:
+    """Confidence (top softmax probability) of the labeled items vs a sample of the unlabeled pool,
+    one panel per strategy, as the share of items per bin (counts pooled over trials).
+
+    The share is on a log scale: once a model fits, almost every item sits in the last bin and
+    what tells strategies apart is the low-confidence tail.
+    """
+    floor = 0.05  # % of items: the bottom of the log axis
+    fig, axes = _grid(len(hists), 3.7, 3.0, max_cols=4)
+    for ax, (strategy, h) in zip(axes, hists.items()):
+        for key, color, name in (("labeled", "tab:blue", "labeled"), ("unlabeled", "tab:orange", "unlabeled (sample)")):
+            counts = np.asarray(h[key], dtype=float)
+            if counts.sum() == 0:
+                continue
+            edges = np.linspace(0, 1, counts.size + 1)
+            share = np.maximum(counts / counts.sum() * 100, floor)
+            centers = (edges[:-1] + edges[1:]) / 2
+            mean = float((centers * counts).sum() / counts.sum())
+            ax.stairs(share, edges, baseline=floor, fill=True, alpha=0.3, color=color)
+            ax.stairs(share, edges, color=color, lw=1.4, label=f"{name}: n={int(counts.sum())}, mean ≈ {mean:.2f}")
+        ax.set_title(f"{strategy} ({h['labels']} labels, {h['trials']} trial{'s' if h['trials'] != 1 else ''})",
+                     fontsize=10)
+        ax.set_xlim(0, 1)
+        ax.set_yscale("log")
+        ax.set_ylim(floor, 1000)  # headroom above 100% for the legend
+        ax.set_yticks([0.1, 1, 10, 100], ["0.1", "1", "10", "100"])
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=7.5, loc="upper center")
+        ax.set_xlabel("confidence (top softmax probability)", fontsize=9)
+        ax.set_ylabel("% of items (log scale)", fontsize=9)
+    fig.suptitle(f"Model confidence at cycle {cycle}: the labeled items vs a seeded random sample of the "
+                 f"unlabeled pool (counts pooled over trials)", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_per_class(per_class: dict[str, np.ndarray], class_names: Sequence[str], path: str | Path, cycle: int,
+                   labels: dict[str, int], colors: dict[str, Any] | None = None) -> None:
+    """Per-class test accuracy at ``cycle``: grouped bars per strategy (mean over trials, ±1 std
+    whiskers) up to 20 classes; a strategies x classes heat map beyond."""
+    plt = _plt()
+    strategies = list(per_class)
+    colors = colors or palette(strategies)
+    num_classes = next(iter(per_class.values())).shape[1]
+    names = list(class_names) if len(class_names) == num_classes else [str(c) for c in range(num_classes)]
+    with warnings.catch_warnings():  # a class without test items is NaN in every trial: no bar
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.array([np.nanmean(per_class[s], axis=0) for s in strategies]) * 100
+        stds = np.array([np.nanstd(per_class[s], axis=0, ddof=1) if per_class[s].shape[0] > 1
+                         else np.zeros(num_classes) for s in strategies]) * 100
+    counts = {s: per_class[s].shape[0] for s in strategies}
+    trials = max(counts.values())
+    uneven = len(set(counts.values())) > 1
+    title = (f"Per-class test accuracy at cycle {cycle} (mean{' ± std' if trials > 1 else ''} over "
+             + ("trials)" if uneven else f"{trials} trial{'s' if trials != 1 else ''})"))
+    legend = {s: f"{s} ({labels[s]} labels" + (f", {counts[s]} trials)" if uneven else ")") for s in strategies}
+    if num_classes <= 20:
+        width = max(8.0, min(22.0, 1.0 + num_classes * (0.25 + 0.09 * len(strategies))))
+        fig, ax = plt.subplots(figsize=(width, 5.2), dpi=150)
+        x = np.arange(num_classes)
+        bar = 0.84 / len(strategies)
+        for i, s in enumerate(strategies):
+            ax.bar(x - 0.42 + bar * (i + 0.5), means[i], bar, yerr=stds[i] if trials > 1 else None,
+                   color=colors[s], label=legend[s], error_kw=dict(lw=0.7, capsize=0, ecolor="0.3"))
+        ax.set_xticks(x, names, rotation=30 if max(len(n) for n in names) > 3 else 0,
+                      ha="right" if max(len(n) for n in names) > 3 else "center")
+        ax.set_xlim(-0.6, num_classes - 0.4)
+        low = np.nanmin(means - stds) if np.isfinite(means).any() else 0
+        ax.set_ylim(max(0, min(low - 5, 90)), 100.5)
+        ax.set_xlabel("class")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(frameon=False, fontsize=8, ncol=min(len(strategies), 4), loc="upper center",
+                  bbox_to_anchor=(0.5, -0.14 if max(len(n) for n in names) <= 3 else -0.22))
+    else:
+        title = title.replace("mean ± std", "mean")  # a heat map shows the mean only
+        fig, ax = plt.subplots(figsize=(min(18, 3 + 0.14 * num_classes), 2.4 + 0.45 * len(strategies)), dpi=150)
+        im = ax.imshow(means, aspect="auto", cmap="viridis", vmin=0, vmax=100, interpolation="nearest")
+        ax.set_yticks(range(len(strategies)), [legend[s] for s in strategies], fontsize=8)
+        step = max(1, num_classes // 50)
+        ax.set_xticks(range(0, num_classes, step), names[::step], rotation=90, fontsize=6)
+        ax.set_xlabel("class")
+        fig.colorbar(im, ax=ax, label="test accuracy (%)", fraction=0.03, pad=0.01)
+    ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,300 @@
+"""Presets (the protocols of METHODS.md), percentages of the training set, --dry-run and the SVHN reader."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from activeloss import presets
+from activeloss.cli import main
+from activeloss.config import (FRACTION_FIELDS, Settings, coerce, load_toml, percent_count, preset_values, resolve,
+                               resolve_counts, settings_toml, validate)
+from activeloss.errors import ConfigError, DataError
+from activeloss.experiment import plan
+from activeloss.strategies import get_strategy
+
+from conftest import make_tiny_dataset
+
+REQUIRED = {"strategies", "trials", "model", "initial", "budget", "cycles", "subset", "epochs", "batch_size", "lr",
+            "milestones", "stop_gradient_epoch", "reinit", "lossnet_decay", "augment", "pad"}
+ASKED_FOR = {"llal-cifar10", "llal-mse-cifar10", "lplgrad-cifar10-high", "lplgrad-cifar10-low", "lplgrad-cifar100-high",
+             "lplgrad-svhn-high", "ent-gradnorm-cifar10", "dnal-cifar10", "dnal-cifar100"}
+
+
+@pytest.fixture
+def npz_200(tmp_path) -> Path:
+    """200 train / 60 test grey 8x8 images, 3 classes: a dataset of known size for percentages."""
+    data = make_tiny_dataset(n_train=200, n_test=60)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
+    return path
+
+
+# ---------------------------------------------------------------- the shipped presets
+
+
+def test_every_preset_is_complete_and_names_real_strategies():
+    assert ASKED_FOR <= set(presets.names())
+    for name in presets.names():
+        raw = presets.read(name)
+        assert raw["description"] and raw["reference"] and raw["for_dataset"], name
+        values = preset_values(name)
+        assert REQUIRED <= set(values), (name, REQUIRED - set(values))
+        for strategy in values["strategies"]:
+            get_strategy(strategy)
+        assert all(m <= values["epochs"] for m in values["milestones"]), name
+        assert values["stop_gradient_epoch"] <= values["epochs"], name
+
+
+@pytest.mark.parametrize("name,initial,budget,cycles,subset,final", [
+    # METHODS.md section 3 (Learning Loss) and section 4 (LPLgrad: initial = b; Ent-GradNorm)
+    ("llal-cifar10", 1000, 1000, 10, 10000, 10000),
+    ("llal-mse-cifar10", 1000, 1000, 10, 10000, 10000),
+    ("lplgrad-cifar10-high", 1000, 1000, 10, 25000, 10000),
+    ("lplgrad-cifar10-low", 500, 500, 10, 5000, 5000),
+    ("lplgrad-cifar100-high", 2500, 2500, 8, 25000, 20000),
+    ("lplgrad-cifar100-low", 1000, 1000, 8, 15000, 8000),
+    ("lplgrad-svhn-high", 1000, 1000, 10, 25000, 10000),
+    ("lplgrad-svhn-low", 500, 500, 10, 10000, 5000),
+    ("ent-gradnorm-cifar10", 5000, 2500, 7, 25000, 20000),
+])
+def test_count_presets_follow_methods(name, initial, budget, cycles, subset, final):
+    v = preset_values(name)
+    assert (v["initial"], v["budget"], v["cycles"], v["subset"]) == (initial, budget, cycles, subset)
+    assert v["initial"] + (v["cycles"] - 1) * v["budget"] == final
+
+
+def test_training_numbers_of_the_protocols():
+    llal = preset_values("llal-cifar10")
+    assert (llal["model"], llal["epochs"], llal["batch_size"], llal["lr"], llal["milestones"], llal["stop_gradient_epoch"],
+            llal["reinit"], llal["trials"]) == ("resnet18", 200, 128, 0.1, [160], 120, False, 5)
+    assert preset_values("ent-gradnorm-cifar10")["trials"] == 3
+    for name in presets.names():
+        if name.startswith("lplgrad"):
+            assert preset_values(name)["lossnet_decay"] is False, name
+    svhn = preset_values("lplgrad-svhn-high")
+    assert (svhn["lr"], svhn["milestones"], svhn["augment"]) == (0.01, [40], "crop")
+    for name in ("dnal-cifar10", "dnal-cifar100"):
+        d = preset_values(name)
+        assert (d["model"], d["initial"], d["budget"], d["cycles"], d["subset"], d["epochs"], d["batch_size"]) == \
+            ("vgg16", "10%", "5%", 7, 0, 150, 64)
+        assert (d["lr"], d["lossnet_lr"], d["milestones"], d["stop_gradient_epoch"], d["reinit"], d["trials"]) == \
+            (0.01, 0.001, [120], 120, True, 5)
+
+
+def test_presets_are_package_data():
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "presets/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["activeloss"]
+    assert any(d.startswith("scipy") for d in pyproject["project"]["dependencies"])
+
+
+# ---------------------------------------------------------------- layering
+
+
+def test_explicit_beats_preset_beats_strategy_defaults():
+    s = Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "budget": 500, "model": "vgg16"})
+    assert (s.budget, s.model) == (500, "vgg16")  # what the user gives wins
+    assert (s.initial, s.cycles, s.subset, s.trials, s.strategies) == (1000, 10, 10000, 5, ["llal", "entropy", "coreset", "random"])
+    # the preset is a complete protocol: it beats DNAL's own defaults (reinit, whole pool, lr 0.01, batch 64)
+    dnal = resolve(Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "strategies": "dnal"}),
+                   get_strategy("dnal").defaults)
+    assert (dnal.reinit, dnal.subset, dnal.lr, dnal.batch_size, dnal.stop_gradient_epoch) == (False, 10000, 0.1, 128, 120)
+    # without a preset the strategy's defaults still apply
+    plain = resolve(Settings(dataset="cifar10:/x"), get_strategy("dnal").defaults)
+    assert (plain.reinit, plain.subset, plain.lr) == (True, 0, 0.01)
+
+
+def test_overriding_a_base_scales_the_settings_measured_against_it():
+    short = Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "epochs": 10})
+    assert (short.milestones, short.stop_gradient_epoch) == ([8], 6)  # 160 and 120 of 200 -> of 10
+    pinned = Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "epochs": 10, "milestones": "5"})
+    assert (pinned.milestones, pinned.stop_gradient_epoch) == ([5], 6)
+    resnet = Settings.from_dict({"preset": "dnal-cifar100", "dataset": "cifar100:/x", "model": "resnet18", "lr": 0.1})
+    assert resnet.lossnet_lr == 0.01  # the paper's ResNet-18 variant: 0.1 / 0.01
+    same = Settings.from_dict({"preset": "dnal-cifar100", "dataset": "cifar100:/x", "epochs": 150})
+    assert (same.milestones, same.stop_gradient_epoch, same.lossnet_lr) == ([120], 120, 0.001)
+
+
+def test_preset_errors_are_one_clear_line():
+    with pytest.raises(ConfigError, match="unknown preset 'llal-imagenet'; choose one of .*llal-cifar10"):
+        Settings.from_dict({"preset": "llal-imagenet", "dataset": "digits"})
+    with pytest.raises(ConfigError, match="--preset dnal-cifar100 needs --dataset; it was written for CIFAR-100"):
+        Settings.from_dict({"preset": "dnal-cifar100"})
+
+
+def test_resume_settings_with_a_preset_are_stable():
+    """The stored settings hold the preset's name and every value: reading them back changes nothing."""
+    s = Settings.from_dict({"preset": "dnal-cifar10", "dataset": "cifar10:/x", "epochs": 30, "budget": "10%"})
+    stored = {k: v for k, v in s.to_dict().items() if v is not None}
+    assert Settings.from_dict(stored) == s
+
+
+# ---------------------------------------------------------------- percentages
+
+
+def test_percentages_parse_on_the_fraction_fields_only():
+    assert set(FRACTION_FIELDS) == {"initial", "budget", "subset"}
+    assert coerce("initial", "10%") == "10%" and coerce("budget", " 2.50 % ") == "2.5%" and coerce("subset", 300) == 300
+    for bad in ("0%", "150%", "x%", "-5%"):
+        with pytest.raises(ConfigError, match="--initial expects a count or a percentage"):
+            coerce("initial", bad)
+    with pytest.raises(ConfigError, match="--budget expects int or a percentage"):
+        coerce("budget", 0.1)  # a bare fraction is ambiguous: write 10%
+    with pytest.raises(ConfigError, match="--epochs expects int"):
+        coerce("epochs", "10%")
+
+
+def test_percentages_resolve_to_counts_rounded_down():
+    assert percent_count("10%", 50_000) == 5000 and percent_count("5%", 50_000) == 2500
+    assert percent_count("10%", 45_000) == 4500 and percent_count("10%", 1437) == 143  # floor of 143.7
+    assert percent_count("0.1%", 73_257) == 73
+    s = resolve_counts(resolve(Settings(dataset="cifar10:/x", initial="10%", budget="5%", subset="20%", cycles=7)), 50_000)
+    assert (s.initial, s.budget, s.subset) == (5000, 2500, 10000)
+    validate(s, 50_000)  # 5,000 + 6 x 2,500 = 20,000 of 50,000
+    with pytest.raises(ConfigError, match="less than one item"):
+        resolve_counts(resolve(Settings(initial="1%")), 50)
+    with pytest.raises(ConfigError, match="not resolved to a count"):
+        validate(resolve(Settings(initial="10%")), 50_000)
+
+
+def test_percentages_in_a_config_file(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "dnal-cifar10"\ninitial = "20%"\nbudget = 100\n')
+    assert load_toml(path) == {"preset": "dnal-cifar10", "initial": "20%", "budget": 100}
+    (tmp_path / "dry.toml").write_text('epochs = 3\n[per_strategy.llal]\nloss_weight = 1.0\n')
+    with pytest.raises(ConfigError, match="per_strategy tables .* are a record, not settings"):
+        load_toml(tmp_path / "dry.toml")
+
+
+def test_plan_resolves_fractions_against_the_dataset(npz_200):
+    # a DNAL preset on 200 training items: 10% = 20, 5% = 10, seven stages to 40% = 80
+    settings = Settings.from_dict({"preset": "dnal-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn"})
+    the_plan = plan(settings)
+    for strategy, s in the_plan.runs:
+        assert (s.initial, s.budget, s.cycles, s.subset) == (20, 10, 7, 0), strategy.name
+        assert s.initial + (s.cycles - 1) * s.budget == 80
+    # budget size is an option: 10% per stage from the same 10% start
+    big = plan(Settings.from_dict({"preset": "dnal-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn", "budget": "10%"}))
+    assert {(s.initial, s.budget) for _, s in big.runs} == {(20, 20)}
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _flatten(doc: dict, strategy: str) -> dict:
+    merged = {k: v for k, v in doc.items() if k != "per_strategy"}
+    merged.update(doc.get("per_strategy", {}).get(strategy, {}))
+    return merged
+
+
+def test_dry_run_prints_the_resolved_settings_as_toml_and_writes_nothing(npz_200, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", "--preset", "llal-mse-cifar10", "--dataset", f"npz:{npz_200}", "--model", "cnn", "--initial", "10%",
+            "--budget", "15", "--subset", "50", "--epochs", "20", "--out", str(out), "--dry-run"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert not out.exists()
+    doc = tomllib.loads(text)
+    assert doc["strategies"] == ["llal-mse", "llal"] and doc["preset"] == "llal-mse-cifar10"
+    assert (doc["initial"], doc["budget"], doc["cycles"], doc["subset"]) == (20, 15, 10, 50)
+    assert (doc["epochs"], doc["milestones"], doc["stop_gradient_epoch"], doc["batch_size"], doc["lr"]) == (20, [16], 12, 128, 0.1)
+    assert doc["per_strategy"] == {"llal-mse": {"loss_weight": 0.1}, "llal": {"loss_weight": 1.0}}
+    expected = plan(Settings.from_dict({"preset": "llal-mse-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn",
+                                        "initial": "10%", "budget": 15, "subset": 50, "epochs": 20, "out": str(out)}))
+    for strategy, s in expected.runs:
+        want = {k: v for k, v in s.to_dict().items() if v is not None}
+        want["strategies"] = ["llal-mse", "llal"]
+        assert _flatten(doc, strategy.name) == want
+
+
+def test_dry_run_output_is_a_config_file_that_gives_the_same_settings(npz_200, tmp_path, capsys):
+    assert main(["run", "--preset", "dnal-cifar10", "--dataset", f"npz:{npz_200}", "--model", "cnn", "--dry-run"]) == 0
+    first = capsys.readouterr().out
+    (tmp_path / "dry.toml").write_text(first)
+    assert main(["run", "--config", str(tmp_path / "dry.toml"), "--dry-run"]) == 0
+    assert tomllib.loads(capsys.readouterr().out) == tomllib.loads(first)
+
+
+def test_settings_toml_quotes_what_must_be_quoted():
+    s = resolve(Settings(dataset='npz:/data/a "b"\\c.npz', taps=["layer1"]))
+    text = settings_toml([("lossnet+badge", s), ("random", s.merged({"lr": 0.5}))])
+    doc = tomllib.loads(text)
+    assert doc["dataset"] == 'npz:/data/a "b"\\c.npz' and doc["taps"] == ["layer1"]
+    assert doc["per_strategy"]["lossnet+badge"]["lr"] == 0.1 and doc["per_strategy"]["random"]["lr"] == 0.5
+    assert "vae_width" not in doc  # None (unset) is left out
+
+
+def test_preset_bad_input_is_one_line_and_writes_nothing(npz_200, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--preset", "lplgrad-cifar10-low", "--dataset", f"npz:{npz_200}", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--initial 500 is larger than the training pool (200 items)" in err and not out.exists()
+    assert main(["run", "--preset", "nope", "--dataset", "digits", "--dry-run"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert main(["run", "--resume", "--out", str(out), "--dry-run"]) == 2
+    assert "--dry-run" in capsys.readouterr().err
+
+
+def test_presets_command_lists_one_line_each_and_prints_one(capsys):
+    assert main(["presets"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    listed = [ln.split()[0] for ln in lines[:-1]]
+    assert listed == presets.names()
+    assert all(presets.describe(n) in ln for n, ln in zip(listed, lines))
+    assert main(["presets", "dnal-cifar10"]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["initial"] == "10%"
+
+
+def test_a_preset_runs_end_to_end_with_overrides(npz_200, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", "--preset", "dnal-cifar10", "--dataset", f"npz:{npz_200}", "--strategies", "dnal,random",
+            "--model", "cnn", "--trials", "1", "--cycles", "2", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    import csv
+
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["strategy"], r["labeled"]) for r in rows] == [("dnal", "20"), ("dnal", "30"), ("random", "20"), ("random", "30")]
+
+
+# ---------------------------------------------------------------- SVHN reader
+
+
+def _write_svhn(root: Path, n_train: int = 12, n_test: int = 5, labels=None) -> None:
+    from scipy.io import savemat
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name, n in (("train_32x32.mat", n_train), ("test_32x32.mat", n_test)):
+        y = np.array(labels if labels is not None and name.startswith("train") else np.arange(n) % 10 + 1)
+        savemat(root / name, {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8), "y": y.reshape(-1, 1).astype(np.uint8)})
+
+
+def test_svhn_reads_mat_files_and_maps_10_to_digit_0(tmp_path):
+    from scipy.io import loadmat
+
+    from activeloss.data import load_dataset
+
+    _write_svhn(tmp_path / "svhn", labels=[10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1])
+    ds = load_dataset(f"svhn:{tmp_path / 'svhn'}")
+    raw = loadmat(tmp_path / "svhn" / "train_32x32.mat")["X"]
+    assert ds.x_train.shape == (12, 3, 32, 32) and ds.x_test.shape == (5, 3, 32, 32)
+    assert ds.y_train.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1] and ds.class_names[0] == "0"
+    assert np.array_equal(ds.x_train[1].numpy(), raw[:, :, :, 1].transpose(2, 0, 1))  # channel first, row-major
+    assert resolve(Settings(dataset=f"svhn:{tmp_path}")).augment == "crop"  # digits: no flip
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda r: (r / "test_32x32.mat").unlink(), "expected the file test_32x32.mat"),
+    (lambda r: (r / "train_32x32.mat").write_bytes(b"not a mat file"), "cannot read"),
+    (lambda r: _write_svhn(r, labels=[11] + [1] * 11), "label 11"),
+])
+def test_svhn_errors_are_one_line(tmp_path, damage, needle):
+    from activeloss.data import load_dataset
+
+    _write_svhn(tmp_path / "svhn")
+    damage(tmp_path / "svhn")
+    with pytest.raises(DataError, match=needle) as info:
+        load_dataset(f"svhn:{tmp_path / 'svhn'}")
+    assert "\n" not in str(info.value)
