@@ -208,3 +208,17 @@ def test_every_registered_strategy_runs_from_the_cli(tmp_path, capsys):
     assert (out / "loss_prediction.png").stat().st_size > 10_000
     text = capsys.readouterr().out
     assert "ranking accuracy" in text
+
+
+def test_a_diverged_loss_module_is_recorded_not_a_crash(tmp_path, monkeypatch):
+    """NaN predicted losses (a module that diverged) leave the ranking accuracy empty; the run goes on."""
+    import torch
+
+    from activeloss.objectives import LossPredictionObjective
+
+    monkeypatch.setattr(LossPredictionObjective, "predict_loss", lambda self, taps: torch.full((taps[0].shape[0],), float("nan")))
+    out = tmp_path / "nan"
+    assert _run(["--dataset", "digits", "--strategies", "llal", "--trials", "1", "--cycles", "2", "--initial", "30",
+                 "--budget", "10", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    rows = _rows(out)
+    assert len(rows) == 2 and all(r["ranking_accuracy"] == "" for r in rows)

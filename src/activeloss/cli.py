@@ -116,9 +116,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    experiment.run(settings, resume=args.resume, progress=not args.quiet, on_plan=announce)
-    print(report(settings.out))
-    print(f"\nresults: {settings.out}/results.csv, plot: {settings.out}/curves.png", file=sys.stderr)
+    from . import distributed
+
+    try:
+        experiment.run(settings, resume=args.resume, progress=not args.quiet, on_plan=announce)
+    except ActiveLossError:  # raised on every rank alike (see distributed.on_main)
+        distributed.shutdown()
+        raise
+    if distributed.is_main():  # under torchrun, rank 0 alone reports and draws
+        print(report(settings.out))
+        print(f"\nresults: {settings.out}/results.csv, plot: {settings.out}/curves.png", file=sys.stderr)
+    distributed.shutdown()  # waits for rank 0's report
     return 0
 
 
@@ -173,7 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {"run": cmd_run, "report": cmd_report, "strategies": cmd_strategies, "presets": cmd_presets}[args.command]
         return handler(args)
     except ActiveLossError as exc:
-        print(f"activeloss: error: {exc}", file=sys.stderr)
+        from .distributed import is_main
+
+        if is_main():  # under torchrun every rank stops with the same error; rank 0 says it
+            print(f"activeloss: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("activeloss: interrupted; continue with: activeloss run --resume --out DIR", file=sys.stderr)

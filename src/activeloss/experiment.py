@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import models
+from . import distributed, models
 from .acquisitions import QueryContext
 from .augment import parse_augment
 from .config import Settings, resolve, resolve_counts, validate
@@ -90,7 +90,7 @@ class Plan:
 
 def plan(settings: Settings) -> Plan:
     """Load the data and resolve and check every setting, before anything is written."""
-    device = choose_device(settings.device)
+    device = distributed.local_device(choose_device(settings.device))
     names = settings.strategies or main_comparison()
     if len(set(names)) != len(names):
         raise ConfigError("--strategies names a strategy twice")
@@ -126,7 +126,7 @@ class Experiment:
         # the truth, or with --label-noise answers fixed per (seed, trial, item), so resumes agree
         self.oracle = oracle or simulated_oracle(plan.data.y_train, plan.settings.label_noise, plan.settings.seed,
                                                  plan.data.num_classes, plan.data.coarse_of_class)
-        self.progress = progress
+        self.progress = progress and distributed.is_main()
         self._inputs: dict[tuple, Inputs] = {}
 
     # -- folder -------------------------------------------------------------
@@ -160,10 +160,13 @@ class Experiment:
         from tqdm.auto import tqdm
 
         set_threads(self.plan.runs[0][1], self.device)
-        store = self.open_store(resume)
-        (self.out / "checkpoints").mkdir(exist_ok=True)
+        # under torchrun only rank 0 holds the store (None elsewhere) and writes files
+        store = distributed.on_main(lambda: self.open_store(resume))
+        main = distributed.is_main()
+        if main:
+            (self.out / "checkpoints").mkdir(exist_ok=True)
         trials = max(s.trials for _, s in self.plan.runs)
-        done = sum(len(store.finished_cycles(r["id"])) for r in store.runs())
+        done = sum(len(store.finished_cycles(r["id"])) for r in store.runs()) if main else 0
         # a live bar on a terminal; in a log (CI, nohup) one line per finished strategy and trial
         live = self.progress and sys.stderr.isatty()
         with tqdm(total=self.plan.total_cycles, initial=done, unit="cycle", disable=not live,
@@ -172,7 +175,9 @@ class Experiment:
                 for strategy, s in self.plan.runs:
                     if trial < s.trials:
                         self.run_trial(store, strategy, s, trial, bar)
-        write_results_csv(store, self.out / "results.csv")
+        if main:
+            write_results_csv(store, self.out / "results.csv")
+        distributed.barrier()
         return store
 
     def fresh_model(self, strategy: Strategy, s: Settings, trial: int, cycle: int):
@@ -187,8 +192,12 @@ class Experiment:
         return model, objective, taps
 
     def run_trial(self, store: Store, strategy: Strategy, s: Settings, trial: int, bar) -> None:
-        run_id = store.run_id(strategy.name, trial, s.to_dict())
-        start = len(store.finished_cycles(run_id))
+        main = distributed.is_main()
+        run_id, start = None, None
+        if main:
+            run_id = store.run_id(strategy.name, trial, s.to_dict())
+            start = len(store.finished_cycles(run_id))
+        run_id, start = distributed.broadcast_object((run_id, start))
         if start >= s.cycles:
             return
         inputs = self.inputs_for(s)
@@ -196,7 +205,8 @@ class Experiment:
         acquisition = strategy.make_acquisition()
         model, objective, taps = self.fresh_model(strategy, s, trial, start if s.reinit else 0)
         if start > 0 and not s.reinit:
-            self.load_checkpoint(run_id, start - 1, model, objective)
+            distributed.on_main(lambda: self.load_checkpoint(run_id, start - 1, model, objective))
+            distributed.broadcast_modules([model, *objective.modules().values()])
         train_cfg = TrainConfig(s.epochs, s.batch_size, s.lr, s.momentum, s.weight_decay, s.milestones, s.gamma)
         for cycle in range(start, s.cycles):
             bar.set_description(f"{strategy.name} trial {trial} cycle {cycle}")
@@ -211,6 +221,7 @@ class Experiment:
                   progress=lambda e, n: bar.set_postfix_str(f"epoch {e}/{n}", refresh=False))
             objective.after_training(model, inputs, labeled, pool.unlabeled_indices(), s,
                                      generator(s.seed, "objective", trial, cycle), labels=pool.labels[labeled])
+            distributed.broadcast_modules([model, *objective.modules().values()])  # replicas stay equal
             _synchronize(self.device)
             train_seconds = time.perf_counter() - t0
             result = evaluate(model, objective, inputs, s.eval_batch_size, taps)
@@ -220,41 +231,48 @@ class Experiment:
             # query; eval mode, own generator, timed in neither train nor query seconds
             from . import diagnostics
 
-            arrays = {"per_class_accuracy": diagnostics.per_class_accuracy(
-                result.predictions, self.data.y_test, self.data.num_classes)}
-            arrays.update(diagnostics.confidence_histograms(
-                model, inputs, labeled, pool.unlabeled_indices(), generator(s.seed, "confidence", trial, cycle),
-                s.eval_batch_size))
+            arrays = {}
+            if main:  # for the store only, which rank 0 writes
+                arrays = {"per_class_accuracy": diagnostics.per_class_accuracy(
+                    result.predictions, self.data.y_test, self.data.num_classes)}
+                arrays.update(diagnostics.confidence_histograms(
+                    model, inputs, labeled, pool.unlabeled_indices(), generator(s.seed, "confidence", trial, cycle),
+                    s.eval_batch_size))
             if taps is not None:
                 taps.clear()
             if result.predicted_losses is not None:
                 from .metrics import ranking_accuracy
 
-                metrics["ranking_accuracy"] = ranking_accuracy(result.predicted_losses, result.losses)
+                finite = bool(torch.isfinite(result.predicted_losses).all())  # a diverged module has no ranking
+                metrics["ranking_accuracy"] = ranking_accuracy(result.predicted_losses, result.losses) if finite else float("nan")
                 if cycle == s.cycles - 1:
                     arrays.update(test_loss=result.losses.tolist(), predicted_loss=result.predicted_losses.tolist())
             queried, new_labels, query_seconds = [], [], 0.0
             if cycle < s.cycles - 1:
                 t0 = time.perf_counter()
                 chosen, scores = self.query(model, objective, acquisition, inputs, pool, s, trial, cycle)
-                given = self.oracle.label(chosen)
+                given = self.oracle.label(chosen) if main else None  # rank 0 alone asks the oracle
+                given = distributed.broadcast_object(given)
                 query_seconds = time.perf_counter() - t0
                 truth = self.data.y_train[chosen]
                 queried = list(zip(chosen.tolist(), scores.tolist() if scores is not None else [None] * len(chosen)))
                 new_labels = [(i, y, t, self.oracle.source) for i, y, t in zip(chosen.tolist(), given.tolist(), truth.tolist())]
-                if not s.reinit:
+                if not s.reinit and main:
                     self.save_checkpoint(run_id, cycle, model, objective)
-            store.record_cycle(run_id, CycleResult(cycle, int(labeled.numel()), train_seconds, query_seconds,
-                                                   metrics, queried, new_labels, arrays))
+            if main:
+                store.record_cycle(run_id, CycleResult(cycle, int(labeled.numel()), train_seconds, query_seconds,
+                                                       metrics, queried, new_labels, arrays))
             if new_labels:
                 pool.add(chosen, given, cycle + 1)
-            self.drop_checkpoints(run_id, keep=cycle if cycle < s.cycles - 1 else None)
-            write_results_csv(store, self.out / "results.csv")
+            if main:
+                self.drop_checkpoints(run_id, keep=cycle if cycle < s.cycles - 1 else None)
+                write_results_csv(store, self.out / "results.csv")
             bar.update(1)
             bar.set_postfix_str(f"accuracy {result.accuracy:.3f}")
         if taps is not None:
             taps.remove()
-        store.set_status(run_id, "done")
+        if main:
+            store.set_status(run_id, "done")
         if self.progress and not sys.stderr.isatty():
             print(f"{strategy.name} trial {trial}: accuracy {result.accuracy:.4f} with {labeled.numel()} labels",
                   file=sys.stderr, flush=True)
@@ -268,6 +286,12 @@ class Experiment:
                            generator(s.seed, "query", trial, cycle), s.eval_batch_size, s)
         selection = acquisition.select(ctx, s.budget)
         chosen = selection.indices.cpu().long()
+        if distributed.active():
+            # every rank chose the same items (same scores, same draws); rank 0's are sent anyway,
+            # so that a GPU's non-deterministic kernels can never split the replicas
+            chosen, picked = distributed.broadcast_object(
+                (chosen, selection.scores.cpu() if selection.scores is not None else None))
+            selection = type(selection)(chosen, picked)
         if chosen.numel() != s.budget or chosen.unique().numel() != chosen.numel() or bool(pool.labeled_mask[chosen].any()):
             raise RuntimeError(f"acquisition {acquisition.name} broke its contract: it must return {s.budget} distinct unlabeled items")
         _synchronize(self.device)
@@ -284,6 +308,9 @@ class Experiment:
         if start_trial is not None:  # a noisy oracle answers per trial
             start_trial(trial)
         pool = Pool(self.data.x_train.shape[0])
+        if not distributed.is_main():  # under torchrun: the labeled set as rank 0 read it
+            pool.labels, pool.label_cycle = distributed.broadcast_object(None)
+            return pool
         rows = store.labels(run_id)
         if not rows:
             initial = pool.draw_initial(s.initial, generator(s.seed, "initial", trial), initial_allowed(self.data, s, trial))
@@ -295,6 +322,7 @@ class Experiment:
         items = torch.tensor([r[0] for r in rows], dtype=torch.long)
         pool.labels[items] = torch.tensor([r[1] for r in rows], dtype=torch.long)
         pool.label_cycle[items] = torch.tensor([r[2] for r in rows], dtype=torch.long)
+        distributed.broadcast_object((pool.labels, pool.label_cycle))
         return pool
 
     # -- checkpoints --------------------------------------------------------
@@ -332,18 +360,29 @@ def _synchronize(device: torch.device) -> None:
 
 def run(settings: Settings, resume: bool = False, progress: bool = True,
         on_plan: Callable[[Plan], None] | None = None) -> Store:
-    """Plan and run an experiment into ``settings.out`` (the public entry point behind ``activeloss run``)."""
+    """Plan and run an experiment into ``settings.out`` (the public entry point behind ``activeloss run``).
+
+    Launched by ``torchrun`` with several processes, it joins their process group first
+    (:mod:`activeloss.distributed`); rank 0 reads and writes the folder, the others get
+    the settings from it, and only rank 0 returns the store (the others None).
+    """
+    distributed.init_from_env(settings.device)
     out = Path(settings.out)
-    if resume:
-        if not Store.exists_in(out):
-            raise ConfigError(f"--resume: {out} holds no run to resume (no {out / 'store.sqlite'})")
-        stored = Store.in_folder(out)
-        saved = stored.get_meta("settings")
-        stored.close()
-        settings = Settings.from_dict(saved, origin=str(out / "store.sqlite")).merged({"out": str(out), "device": settings.device})
-    elif Store.exists_in(out):
-        raise ConfigError(f"{out} already holds a run; resume it with --resume --out {out}, or choose another --out")
+
+    def settings_of_folder() -> Settings:
+        if resume:
+            if not Store.exists_in(out):
+                raise ConfigError(f"--resume: {out} holds no run to resume (no {out / 'store.sqlite'})")
+            stored = Store.in_folder(out)
+            saved = stored.get_meta("settings")
+            stored.close()
+            return Settings.from_dict(saved, origin=str(out / "store.sqlite")).merged({"out": str(out), "device": settings.device})
+        if Store.exists_in(out):
+            raise ConfigError(f"{out} already holds a run; resume it with --resume --out {out}, or choose another --out")
+        return settings
+
+    settings = distributed.on_main(settings_of_folder, share=True)
     the_plan = plan(settings)
-    if on_plan:
+    if on_plan and distributed.is_main():
         on_plan(the_plan)
     return Experiment(the_plan, out, progress=progress).run(resume=resume)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .inputs import Inputs
 from .models import Taps
 from .objectives import Objective, Step
@@ -52,6 +53,15 @@ def make_optimizer(model: nn.Module, objective: Objective, cfg: TrainConfig, set
     return optimizer, scheduler
 
 
+def _share(local: int, size: int, mean_over: str) -> float:
+    """A rank's weight for a loss averaged over its ``local`` items of a global batch of ``size``:
+    its share of the items, or of the mirror pairs for a pairwise loss (the unpaired last item
+    of an odd batch sits last on the last rank, see :func:`distributed.batch_shard_positions`)."""
+    if mean_over == "pair":
+        return (local // 2) / max(1, size // 2)
+    return local / size
+
+
 def train(
     model: nn.Module,
     objective: Objective,
@@ -69,6 +79,15 @@ def train(
     Batches are drawn from a fresh permutation each epoch (``gen``) and augmented as a
     whole on the device.  A last batch of a single item is skipped (BatchNorm cannot
     train on one sample).  The loop never reads a value back to the host.
+
+    Under torchrun (:mod:`activeloss.distributed`) every rank draws the same permutation
+    and augmentation, trains on its share of each global batch and the weighted gradients
+    are summed over ranks before the step: the gradient of the mean over the global batch.
+    BatchNorm normalises with the statistics of the rank's share (as PyTorch's
+    DistributedDataParallel without SyncBatchNorm); the running statistics are averaged.
+    The loss-prediction ranking loss pairs the same mirror items as in one process (the
+    shares keep pairs together) and is weighted by the rank's share of the pairs, so it is
+    the single-process loss too.
     """
     device = inputs.device
     optimizer, scheduler = make_optimizer(model, objective, cfg, settings)
@@ -78,27 +97,40 @@ def train(
     model.train()
     objective.train()
     objective.on_cycle_start(model)
+    synced = [model, *objective.modules().values()]  # what the ranks keep equal under torchrun
     for epoch in range(cfg.epochs):
         order = torch.randperm(n, generator=gen)
         for start in range(0, n, cfg.batch_size):
             batch = order[start : start + cfg.batch_size]
             if batch.numel() < 2 and n > 1:
                 continue
+            # the whole batch is drawn and augmented on every rank (the same random draws),
+            # then each rank keeps its share: see distributed.batch_shard_positions
             x = inputs.train_batch(indices[batch], aug_gen)
             y = labels[batch.to(device)]
-            with _autocast(device):
-                if taps is not None:
-                    taps.clear()
-                logits = model(x)
-                losses = F.cross_entropy(logits.float(), y, reduction="none")
-                loss = losses.mean()
-                extra = objective.batch_loss(
-                    Step(x, y, logits, losses, taps.outputs if taps is not None else None, epoch)
-                )
-                if extra is not None:
-                    loss = loss + extra
+            share = distributed.batch_shard_positions(batch.numel())
+            if share is not None:
+                x, y = x[share.to(device)], y[share.to(device)]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if y.numel() > 0:
+                with _autocast(device):
+                    if taps is not None:
+                        taps.clear()
+                    logits = model(x)
+                    losses = F.cross_entropy(logits.float(), y, reduction="none")
+                    loss = losses.mean()
+                    extra = objective.batch_loss(
+                        Step(x, y, logits, losses, taps.outputs if taps is not None else None, epoch)
+                    )
+                    if share is not None:  # this rank's part of the global batch's mean
+                        loss = loss * _share(share.numel(), batch.numel(), "sample")
+                        if extra is not None:
+                            extra = extra * _share(share.numel(), batch.numel(), objective.batch_loss_mean)
+                    if extra is not None:
+                        loss = loss + extra
+                loss.backward()
+            if share is not None:  # gradients summed over ranks: those of the global batch's mean
+                distributed.sync_step(synced, share.numel() / batch.numel())
             optimizer.step()
             objective.after_step(model)
         scheduler.step()
@@ -119,15 +151,19 @@ class Evaluation:
 def evaluate(
     model: nn.Module, objective: Objective, inputs: Inputs, batch_size: int, taps: Taps | None
 ) -> Evaluation:
-    """Test accuracy, per-sample test losses and (when the objective predicts them) predicted losses."""
+    """Test accuracy, per-sample test losses and (when the objective predicts them) predicted losses.
+
+    Under torchrun each rank evaluates its run of whole batches and the per-item results are
+    gathered in test-set order, so every rank gets the single-process numbers.
+    """
     model.eval()
     objective.eval()
     device = inputs.device
     losses, preds, predicted = [], [], []
-    n = inputs.x_test.shape[0]
-    for start in range(0, n, batch_size):
-        x = inputs.test_batch(start, start + batch_size)
-        y = inputs.y_test[start : start + batch_size]
+    lo, n = distributed.batch_range(inputs.x_test.shape[0], batch_size)
+    for start in range(lo, n, batch_size):
+        x = inputs.test_batch(start, min(n, start + batch_size))
+        y = inputs.y_test[start : min(n, start + batch_size)]
         with _autocast(device):
             if taps is not None:
                 taps.clear()
@@ -138,6 +174,12 @@ def evaluate(
                     predicted.append(p.float().flatten())
         losses.append(F.cross_entropy(logits, y, reduction="none"))
         preds.append(logits.argmax(dim=1))
+    if distributed.active():
+        empty = torch.zeros(0, device=device)
+        losses = [distributed.all_gather_cat(torch.cat(losses) if losses else empty)]
+        preds = [distributed.all_gather_cat(torch.cat(preds) if preds else empty.long())]
+        if taps is not None and objective.predicts_loss:
+            predicted = [distributed.all_gather_cat(torch.cat(predicted) if predicted else empty)]
     pred = torch.cat(preds)
     accuracy = float((pred == inputs.y_test).float().mean())
     return Evaluation(

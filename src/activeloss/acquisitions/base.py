@@ -1,12 +1,13 @@
 """The query-time half of a strategy: how the next batch is chosen."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .. import distributed
 from ..inputs import Inputs
 from ..objectives import Objective
 
@@ -72,14 +73,33 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class ScoreAcquisition(Acquisition):
-    """Scores every candidate with ``score_fn(ctx, candidates)`` and takes the top-k (highest first)."""
+    """Scores every candidate with ``score_fn(ctx, candidates)`` and takes the top-k (highest first).
+
+    Under torchrun the candidates are split in whole ``ctx.batch_size`` batches, each rank
+    scores its part and the scores are gathered in candidate order on every rank
+    (:mod:`activeloss.distributed`): the same scores as one process, the same top-k on every
+    rank.  This needs a score per candidate that depends on that candidate alone and draws
+    nothing from ``ctx.generator``; a score that does not (MC-dropout masks drawn in sequence)
+    sets ``shardable = False`` and is computed whole on every rank.
+    """
+
+    shardable = True
 
     def __init__(self, name: str, score_fn: Callable[[QueryContext], torch.Tensor]) -> None:
         self.name = name
         self.score_fn = score_fn
 
+    def scores(self, ctx: QueryContext) -> torch.Tensor:
+        """The score of every candidate, in candidate order (on the CPU, float32)."""
+        if not (self.shardable and distributed.active()):
+            return self.score_fn(ctx).float().cpu()
+        lo, hi = distributed.batch_range(ctx.candidates.numel(), ctx.batch_size)
+        part = replace(ctx, candidates=ctx.candidates[lo:hi], _cache={})
+        local = self.score_fn(part).float().cpu() if hi > lo else torch.zeros(0)
+        return distributed.all_gather_cat(local.reshape(-1))
+
     def select(self, ctx: QueryContext, k: int) -> Selection:
-        scores = self.score_fn(ctx).float().cpu()
+        scores = self.scores(ctx)
         order = top_k(scores, k)
         return Selection(ctx.candidates.cpu()[order], scores[order])
 

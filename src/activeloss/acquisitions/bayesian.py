@@ -98,12 +98,16 @@ def mc_probs(ctx: QueryContext, passes: int | None = None) -> torch.Tensor:
 class BALDAcquisition(ScoreAcquisition):
     """Top-k BALD mutual information H[mean_t p_t] - mean_t H[p_t] over T dropout passes."""
 
+    shardable = False  # the dropout masks are drawn in sequence over all candidates
+
     def __init__(self) -> None:
         super().__init__("bald", lambda ctx: scoring.bald(mc_probs(ctx)))
 
 
 class MCEntropyAcquisition(ScoreAcquisition):
     """Top-k entropy of the mean prediction over T dropout passes (max-entropy MC-Dropout)."""
+
+    shardable = False  # the dropout masks are drawn in sequence over all candidates
 
     def __init__(self) -> None:
         super().__init__("mc-entropy", lambda ctx: scoring.mc_entropy(mc_probs(ctx)))

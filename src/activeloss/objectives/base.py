@@ -43,6 +43,10 @@ class Objective:
     predicts_loss = False
     #: whether it trains a VAE and a discriminator (what the vaal and sraal acquisitions rank by)
     has_discriminator = False
+    #: what :meth:`batch_loss` averages over: ``"sample"`` (a mean over the batch's items) or
+    #: ``"pair"`` (a mean over the batch's mirror pairs); under torchrun each rank's term is
+    #: weighted by its share of these, so the sum over ranks is the global batch's mean
+    batch_loss_mean = "sample"
 
     def setup(self, model: nn.Module, num_classes: int, tap_names: tuple[str, ...], settings,
               input_shape: tuple[int, ...] | None = None) -> None:

@@ -22,6 +22,7 @@ MODULE_LOSSES = ("mse", "huber")
 
 class DoubleBranchObjective(LossPredictionObjective):
     name = "double-branch"
+    batch_loss_mean = "sample"  # MSE / Huber against the target network's losses
 
     def setup(self, model, num_classes, tap_names, settings, input_shape=None) -> None:
         super().setup(model, num_classes, tap_names, settings, input_shape)

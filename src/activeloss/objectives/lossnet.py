@@ -56,6 +56,7 @@ class LossPredictionObjective(Objective):
     name = "lossnet"
     needs_taps = True
     predicts_loss = True
+    batch_loss_mean = "pair"  # the ranking loss is a mean over mirror pairs
 
     def setup(self, model, num_classes, tap_names, settings, input_shape=None) -> None:
         self.tap_names = tap_names
@@ -90,6 +91,7 @@ class MSELossPredictionObjective(LossPredictionObjective):
     """The paper's ablation: regress the loss with MSE (lambda 0.1); worse than ranking."""
 
     name = "lossnet-mse"
+    batch_loss_mean = "sample"
 
     def module_loss(self, predicted: torch.Tensor, step: Step) -> torch.Tensor:
         return mse_loss_prediction(predicted, step.losses)

@@ -130,6 +130,12 @@ def plot_loss_prediction(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: 
     colors = colors or palette(list(pairs))
     fig, axes = _grid(len(pairs), 4.6, 4.2, max_cols=3)
     for ax, (strategy, (real, predicted)) in zip(axes, pairs.items()):
+        finite = np.isfinite(real) & np.isfinite(predicted)  # a diverged module predicts NaN
+        if finite.sum() < 2:
+            ax.set_title(f"{strategy}: no finite predictions (the module diverged)", fontsize=10)
+            ax.set_axis_off()
+            continue
+        real, predicted = real[finite], predicted[finite]
         ax.scatter(real, predicted, s=8, alpha=0.6, lw=0, color=colors[strategy])
         # losses span decades once a model fits; a barely trained one has them all near log(C)
         wide = real.size > 0 and real.max() > 20 * max(real.min(), 0.01)

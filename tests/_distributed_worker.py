@@ -1,0 +1,106 @@
+"""The work of tests/test_distributed.py, run once in one process (the reference) and once
+under ``torchrun --nproc_per_node=2`` (gloo): ``python _distributed_worker.py OUT NPZ``.
+
+Each process saves what it computed to ``OUT/rank{R}.pt``; under torchrun it then runs
+``activeloss run`` end to end into ``OUT/run`` (the test compares it with a one-process run).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from activeloss import Settings, distributed
+from activeloss.acquisitions import QueryContext, make_acquisition
+from activeloss.experiment import Experiment, plan
+from activeloss.inputs import Inputs
+from activeloss.seeding import generator
+from activeloss.strategies import get_strategy
+from activeloss.training import TrainConfig, evaluate, train
+
+SCORED = ("entropy", "gradnorm", "predicted-loss")  # split over the ranks, gathered
+WHOLE = ("random", "coreset", "badge", "bald")  # computed whole on every rank
+
+
+def run_args(npz: str, out: str) -> list[str]:
+    """The end-to-end run; mlp has no BatchNorm, so training matches one process up to rounding."""
+    return ["run", "--dataset", f"npz:{npz}", "--strategies", "random,entropy,llal", "--trials", "1",
+            "--cycles", "3", "--initial", "20", "--budget", "10", "--subset", "0", "--epochs", "2",
+            "--batch-size", "16", "--model", "mlp", "--threads", "1", "--seed", "3", "--quiet", "--out", out]
+
+
+def setup(npz: str, out: Path, model: str = "mlp"):
+    settings = Settings(dataset=f"npz:{npz}", strategies=["llal"], trials=1, cycles=2, initial=20, budget=10,
+                        subset=0, epochs=1, batch_size=16, model=model, eval_batch_size=16, seed=5, out=str(out))
+    the_plan = plan(settings)
+    strategy, s = the_plan.runs[0]
+    exp = Experiment(the_plan, out, progress=False)
+    return exp, strategy, s
+
+
+def checks(npz: str, out: Path) -> dict:
+    """Gradients, BatchNorm statistics, evaluation and query scores of this process."""
+    torch.set_num_threads(1)
+    result: dict = {}
+    data_inputs = None
+    for name, model_name, n, batch, epochs, augment in (
+        ("full_batch", "mlp", 32, 32, 1, ()),  # one step: the gradient itself
+        ("epochs", "mlp", 46, 16, 2, ("flip", "crop")),  # batches 16, 16, 14; momentum; augmentation
+        ("odd_batch", "mlp", 21, 21, 1, ()),  # an unpaired item in the ranking loss
+        ("batchnorm", "cnn", 32, 32, 1, ()),  # BatchNorm: statistics of each rank's half
+    ):
+        exp, strategy, s = setup(npz, out, model_name)
+        inputs = Inputs.from_dataset(exp.data, torch.device("cpu"), augment, 2)
+        model, objective, taps = exp.fresh_model(strategy, s, 0, 0)
+        indices = torch.arange(n) * 3
+        cfg = TrainConfig(epochs, batch, 0.05, 0.9, 5e-4, [epochs], 0.1)
+        train(model, objective, inputs, indices, exp.data.y_train[indices], cfg, taps, generator(1, "t"), s)
+        modules = {"model": model, **objective.modules()}
+        result[name] = {
+            "grads": {f"{k}.{p}": t.grad.clone() for k, m in modules.items() for p, t in m.named_parameters()
+                      if t.grad is not None},
+            "state": {f"{k}.{p}": t.clone() for k, m in modules.items() for p, t in m.state_dict().items()},
+        }
+        if taps is not None:
+            taps.remove()
+        if name == "full_batch":
+            data_inputs = (exp, strategy, s, inputs)
+    # evaluation and queries with the same (freshly seeded) weights in every process
+    exp, strategy, s, inputs = data_inputs
+    model, objective, taps = exp.fresh_model(strategy, s, 0, 0)
+    ev = evaluate(model, objective, inputs, s.eval_batch_size, taps)
+    result["evaluate"] = {"accuracy": ev.accuracy, "losses": ev.losses, "predicted": ev.predicted_losses,
+                          "predictions": ev.predictions}
+    candidates = torch.arange(1, 150)  # 149 items in batches of 16: 10 batches, 5 per rank
+    labeled = torch.tensor([0, 150, 151, 152])
+    model.eval()
+    objective.eval()
+    for name in SCORED + WHOLE:
+        ctx = QueryContext(model, objective, inputs, candidates, labeled, generator(9, "query"), 16, s)
+        acquisition = make_acquisition(name)
+        selection = acquisition.select(ctx, 12)
+        entry = {"picks": selection.indices, "picked_scores": selection.scores}
+        if name in SCORED:
+            entry["scores"] = acquisition.scores(
+                QueryContext(model, objective, inputs, candidates, labeled, generator(9, "query"), 16, s))
+        result[name] = entry
+    if taps is not None:
+        taps.remove()
+    return result
+
+
+def main(out: str, npz: str) -> None:
+    from activeloss import cli
+
+    distributed.init_from_env("cpu")
+    out_dir = Path(out)
+    result = checks(npz, out_dir / f"scratch{distributed.rank()}")
+    result["world_size"] = distributed.world_size()
+    torch.save(result, out_dir / f"rank{distributed.rank()}.pt")
+    code = cli.main(run_args(npz, str(out_dir / "run")))  # leaves the process group at its end
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
