@@ -33,7 +33,7 @@ from .report import write_results_csv
 from .seeding import derive_seed, generator
 from .store import CycleResult, Store
 from .strategies import Strategy, get_strategy, main_comparison
-from .training import TrainConfig, evaluate, train
+from .training import Evaluation, TrainConfig, evaluate, train
 
 
 def choose_device(name: str) -> torch.device:
@@ -225,28 +225,9 @@ class Experiment:
             _synchronize(self.device)
             train_seconds = time.perf_counter() - t0
             result = evaluate(model, objective, inputs, s.eval_batch_size, taps)
-            metrics = {"accuracy": result.accuracy}
-            # for the report's figures: per-class accuracy and confidence histograms of labeled vs
-            # (a seeded sample of at most 2,000) unlabeled items, after evaluation and before the
-            # query; eval mode, own generator, timed in neither train nor query seconds
-            from . import diagnostics
-
-            arrays = {}
-            if main:  # for the store only, which rank 0 writes
-                arrays = {"per_class_accuracy": diagnostics.per_class_accuracy(
-                    result.predictions, self.data.y_test, self.data.num_classes)}
-                arrays.update(diagnostics.confidence_histograms(
-                    model, inputs, labeled, pool.unlabeled_indices(), generator(s.seed, "confidence", trial, cycle),
-                    s.eval_batch_size))
+            metrics, arrays = self.cycle_metrics(result, model, inputs, pool, s, trial, cycle)
             if taps is not None:
                 taps.clear()
-            if result.predicted_losses is not None:
-                from .metrics import ranking_accuracy
-
-                finite = bool(torch.isfinite(result.predicted_losses).all())  # a diverged module has no ranking
-                metrics["ranking_accuracy"] = ranking_accuracy(result.predicted_losses, result.losses) if finite else float("nan")
-                if cycle == s.cycles - 1:
-                    arrays.update(test_loss=result.losses.tolist(), predicted_loss=result.predicted_losses.tolist())
             queried, new_labels, query_seconds = [], [], 0.0
             if cycle < s.cycles - 1:
                 t0 = time.perf_counter()
@@ -276,6 +257,34 @@ class Experiment:
         if self.progress and not sys.stderr.isatty():
             print(f"{strategy.name} trial {trial}: accuracy {result.accuracy:.4f} with {labeled.numel()} labels",
                   file=sys.stderr, flush=True)
+
+    def cycle_metrics(self, result: Evaluation, model: nn.Module, inputs: Inputs, pool: Pool, s: Settings,
+                      trial: int, cycle: int) -> tuple[dict[str, float], dict[str, list]]:
+        """The cycle's metrics, and the small arrays the report's figures need.
+
+        Arrays: per-class test accuracy and confidence histograms of the labeled items vs a
+        seeded sample of at most 2,000 unlabeled ones (eval mode, a generator of their own,
+        timed in neither train nor query seconds); at the last cycle the test and predicted
+        losses.  Only rank 0 computes the arrays, for the store it alone writes.
+        """
+        from . import diagnostics
+        from .metrics import ranking_accuracy
+
+        metrics = {"accuracy": result.accuracy}
+        arrays: dict[str, list] = {}
+        if distributed.is_main():
+            arrays["per_class_accuracy"] = diagnostics.per_class_accuracy(
+                result.predictions, self.data.y_test, self.data.num_classes)
+            arrays.update(diagnostics.confidence_histograms(
+                model, inputs, pool.labeled_indices(), pool.unlabeled_indices(),
+                generator(s.seed, "confidence", trial, cycle), s.eval_batch_size))
+        if result.predicted_losses is not None:
+            finite = bool(torch.isfinite(result.predicted_losses).all())  # a diverged module has no ranking
+            metrics["ranking_accuracy"] = (ranking_accuracy(result.predicted_losses, result.losses)
+                                           if finite else float("nan"))
+            if cycle == s.cycles - 1:
+                arrays.update(test_loss=result.losses.tolist(), predicted_loss=result.predicted_losses.tolist())
+        return metrics, arrays
 
     def query(self, model, objective, acquisition, inputs, pool: Pool, s: Settings, trial: int, cycle: int):
         """Choose ``s.budget`` items; checks the acquisition kept the contract."""
