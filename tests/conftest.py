@@ -32,10 +32,13 @@ def tiny_dataset() -> Dataset:
     return make_tiny_dataset()
 
 
-@pytest.fixture
-def tiny_npz(tmp_path):
+def write_tiny_npz(path, n_train: int = 200, n_test: int = 60):
     """A small npz dataset on disk for CLI tests (images and labels, with a test split)."""
-    data = make_tiny_dataset(n_train=200, n_test=60)
-    path = tmp_path / "tiny.npz"
+    data = make_tiny_dataset(n_train=n_train, n_test=n_test)
     np.savez(path, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
     return path
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    return write_tiny_npz(tmp_path / "tiny.npz")

@@ -36,12 +36,10 @@ def _rows(folder: Path, drop_times: bool = True) -> list[dict]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """One uninterrupted run, shared by the checks that compare against it."""
-    from conftest import make_tiny_dataset
+    from conftest import write_tiny_npz
 
     folder = tmp_path_factory.mktemp("ref")
-    data = make_tiny_dataset(n_train=200, n_test=60)
-    npz = folder / "tiny.npz"
-    np.savez(npz, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
+    npz = write_tiny_npz(folder / "tiny.npz")
     out = folder / "out"
     args = ["--dataset", f"npz:{npz}", "--strategies", "random,entropy", *TINY, "--out", str(out)]
     assert _run(args) == 0

@@ -28,13 +28,10 @@ WORKER = Path(__file__).parent / "_distributed_worker.py"
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """(one-process results, [rank 0, rank 1] results, folder of the 2-process run, npz, tmp root)."""
-    from conftest import make_tiny_dataset
-    import numpy as np
+    from conftest import write_tiny_npz
 
     root = tmp_path_factory.mktemp("dist")
-    data = make_tiny_dataset(n_train=200, n_test=60)
-    npz = root / "tiny.npz"
-    np.savez(npz, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
+    npz = write_tiny_npz(root / "tiny.npz")
     two = root / "two"
     two.mkdir()
     env = dict(os.environ)

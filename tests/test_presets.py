@@ -15,7 +15,7 @@ from activeloss.errors import ConfigError, DataError
 from activeloss.experiment import plan
 from activeloss.strategies import get_strategy
 
-from conftest import make_tiny_dataset
+from conftest import write_tiny_npz
 
 REQUIRED = {"strategies", "trials", "model", "initial", "budget", "cycles", "subset", "epochs", "batch_size", "lr",
             "milestones", "stop_gradient_epoch", "reinit", "lossnet_decay", "augment", "pad"}
@@ -26,10 +26,7 @@ ASKED_FOR = {"llal-cifar10", "llal-mse-cifar10", "lplgrad-cifar10-high", "lplgra
 @pytest.fixture
 def npz_200(tmp_path) -> Path:
     """200 train / 60 test grey 8x8 images, 3 classes: a dataset of known size for percentages."""
-    data = make_tiny_dataset(n_train=200, n_test=60)
-    path = tmp_path / "tiny.npz"
-    np.savez(path, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
-    return path
+    return write_tiny_npz(tmp_path / "tiny.npz", n_train=200, n_test=60)
 
 
 # ---------------------------------------------------------------- the shipped presets
