@@ -62,15 +62,12 @@ def test_noise_is_fixed_per_seed_trial_and_item_whatever_the_order():
     b = NoisyOracle(y, 0.3, seed=1, num_classes=10)
     order = torch.randperm(5000, generator=torch.Generator().manual_seed(9))
     # b is asked in another order, in pieces, after answering another trial: the same answers
-    b.start_trial(1)
-    b.label(order[:100])
-    b.start_trial(0)
+    b.label(order[:100], trial=1)
     pieces = torch.empty(5000, dtype=torch.long)
     for chunk in order.split(700):
-        pieces[chunk] = b.label(chunk)
-    assert torch.equal(pieces, a.label(torch.arange(5000)))
-    a.start_trial(1)
-    assert not torch.equal(a.label(torch.arange(5000)), pieces)  # another trial, other noise
+        pieces[chunk] = b.label(chunk, trial=0)
+    assert torch.equal(pieces, a.label(torch.arange(5000), trial=0))
+    assert not torch.equal(a.label(torch.arange(5000), trial=1), pieces)  # another trial, other noise
     assert not torch.equal(NoisyOracle(y, 0.3, seed=2, num_classes=10).label(torch.arange(5000)), pieces)
 
 
@@ -180,8 +177,7 @@ def test_store_records_given_and_true_labels_and_the_noise_is_the_oracles(robust
         assert source == ("initial" if cycle == 0 else "simulated-noisy")
         # an independent oracle, asked only for this item, gives the stored label: order-free, so resume-safe
         oracle = NoisyOracle(data.y_train, 0.3, seed=4, num_classes=5)
-        oracle.start_trial(runs[run_id][1])
-        assert int(oracle.label(torch.tensor([item]))[0]) == label
+        assert int(oracle.label(torch.tensor([item]), trial=runs[run_id][1])[0]) == label
     wrong = sum(label != true_label for *_, label, true_label, _ in rows)
     assert 0.15 < wrong / len(rows) < 0.45
     # the strategies of a trial got the same answer for the items both asked about

@@ -232,7 +232,7 @@ class Experiment:
             if cycle < s.cycles - 1:
                 t0 = time.perf_counter()
                 chosen, scores = self.query(model, objective, acquisition, inputs, pool, s, trial, cycle)
-                given = self.oracle.label(chosen) if main else None  # rank 0 alone asks the oracle
+                given = self.oracle.label(chosen, trial) if main else None  # rank 0 alone asks the oracle
                 given = distributed.broadcast_object(given)
                 query_seconds = time.perf_counter() - t0
                 truth = self.data.y_train[chosen]
@@ -313,9 +313,6 @@ class Experiment:
         starts from the same labeled items.  With ``--initial-classes M`` they come from M
         classes drawn (by true label) from the seed and trial, so also the same for all.
         """
-        start_trial = getattr(self.oracle, "start_trial", None)
-        if start_trial is not None:  # a noisy oracle answers per trial
-            start_trial(trial)
         pool = Pool(self.data.x_train.shape[0])
         if not distributed.is_main():  # under torchrun: the labeled set as rank 0 read it
             pool.labels, pool.label_cycle = distributed.broadcast_object(None)
@@ -323,7 +320,7 @@ class Experiment:
         rows = store.labels(run_id)
         if not rows:
             initial = pool.draw_initial(s.initial, generator(s.seed, "initial", trial), initial_allowed(self.data, s, trial))
-            given = self.oracle.label(initial)
+            given = self.oracle.label(initial, trial)
             truth = self.data.y_train[initial]
             store.add_labels(run_id, 0, [(i, y, t, "initial") for i, y, t in
                                           zip(initial.tolist(), given.tolist(), truth.tolist())])

@@ -12,8 +12,9 @@ from .seeding import generator
 class Oracle(Protocol):
     source: str
 
-    def label(self, indices: torch.Tensor) -> torch.Tensor:
-        """Labels for the training items ``indices``."""
+    def label(self, indices: torch.Tensor, trial: int = 0) -> torch.Tensor:
+        """Labels for the training items ``indices``, asked in ``trial`` (a simulated oracle
+        may answer differently per trial; a person ignores it)."""
         ...
 
 
@@ -25,10 +26,8 @@ class SimulatedOracle:
     def __init__(self, true_labels: torch.Tensor) -> None:
         self.true_labels = true_labels.cpu()
 
-    def start_trial(self, trial: int) -> None:
-        """The truth is the same in every trial."""
-
-    def label(self, indices: torch.Tensor) -> torch.Tensor:
+    def label(self, indices: torch.Tensor, trial: int = 0) -> torch.Tensor:
+        """The truth, the same in every trial."""
         return self.true_labels[indices.cpu()].clone()
 
 
@@ -82,12 +81,7 @@ class NoisyOracle:
         self.seed = seed
         self.num_classes = num_classes
         self.coarse_of_class = list(coarse_of_class) if coarse_of_class is not None else None
-        self.trial = 0
         self._answers: dict[int, torch.Tensor] = {}
-
-    def start_trial(self, trial: int) -> None:
-        """Answer for ``trial`` from now on (the experiment calls this before a trial's first label)."""
-        self.trial = trial
 
     def answers(self, trial: int) -> torch.Tensor:
         """The label this oracle gives for every training item in ``trial``."""
@@ -100,8 +94,8 @@ class NoisyOracle:
             self._answers[trial] = torch.where(flip, wrong, self.true_labels)
         return self._answers[trial]
 
-    def label(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.answers(self.trial)[indices.cpu()].clone()
+    def label(self, indices: torch.Tensor, trial: int = 0) -> torch.Tensor:
+        return self.answers(trial)[indices.cpu()].clone()
 
 
 def simulated_oracle(true_labels: torch.Tensor, label_noise: float = 0.0, seed: int = 0, num_classes: int | None = None,
