@@ -32,6 +32,7 @@ test: install
 bench: install
 	$(BIN)/python bench/bench_gradnorm.py
 	$(BIN)/python bench/bench_kcenter.py
+	$(BIN)/python bench/bench_protocol.py
 
 clean:
 	rm -rf $(VENV) results build src/*.egg-info .pytest_cache

@@ -1,0 +1,102 @@
+"""Time the Learning Loss protocol end to end on synthetic CIFAR-shaped data.
+
+Random uint8 images (N x 3 x 32 x 32) with random labels: the accuracies mean nothing, the
+timings are what this measures, so the same workload can be timed on a CPU and on a GPU.
+Per cycle it prints the train, test (evaluation) and query seconds, and the training and
+inference throughput in images per second.  It prints figures, never pass/fail.
+
+    python bench/bench_protocol.py                                   # small: 2 cycles x 1 epoch
+    python bench/bench_protocol.py --cycles 10 --epochs 200          # the full LL4AL protocol
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:
+    import activeloss  # noqa: F401
+except ImportError:  # running from a checkout without installing
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+from activeloss import experiment  # noqa: E402
+from activeloss.config import Settings  # noqa: E402
+from activeloss.store import Store  # noqa: E402
+
+
+def synthetic_npz(path: Path, n: int, n_test: int, classes: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    np.savez(path, x=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), y=rng.integers(0, classes, n),
+             x_test=rng.integers(0, 256, (n_test, 3, 32, 32), dtype=np.uint8), y_test=rng.integers(0, classes, n_test))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=50_000, help="training pool size")
+    ap.add_argument("--test", type=int, default=10_000, help="test set size")
+    ap.add_argument("--strategy", default="llal")
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--cycles", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--initial", type=int, default=1000)
+    ap.add_argument("--budget", type=int, default=1000)
+    ap.add_argument("--subset", type=int, default=10_000)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    args = ap.parse_args()
+
+    evaluation_seconds: list[float] = []
+    real_evaluate = experiment.evaluate
+
+    def timed_evaluate(*a, **kw):
+        device = experiment.choose_device(args.device)
+        t0 = time.perf_counter()
+        result = real_evaluate(*a, **kw)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        evaluation_seconds.append(time.perf_counter() - t0)
+        return result
+
+    experiment.evaluate = timed_evaluate  # the loop times train and query itself; this adds the test phase
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "synthetic.npz"
+        synthetic_npz(npz, args.n, args.test, 10, seed=0)
+        settings = Settings(
+            dataset=f"npz:{npz}", strategies=[args.strategy], trials=1, cycles=args.cycles, initial=args.initial,
+            budget=args.budget, subset=args.subset, epochs=args.epochs, batch_size=args.batch_size, model=args.model,
+            out=str(Path(tmp) / "out"), augment="flip,crop", device=args.device, threads=args.threads,
+        )
+        t0 = time.perf_counter()
+        store = experiment.run(settings, progress=False)
+        total = time.perf_counter() - t0
+        rows = store.results()
+        device = Store.in_folder(settings.out).get_meta("device")
+        store.close()
+
+    print(f"device={device} model={args.model} strategy={args.strategy} pool={args.n} test={args.test} "
+          f"epochs={args.epochs} batch={args.batch_size} subset={args.subset} threads={torch.get_num_threads()}")
+    print(f"{'cycle':>5} {'labeled':>8} {'train s':>9} {'train img/s':>12} {'test s':>8} {'test img/s':>11} "
+          f"{'query s':>8} {'query img/s':>12}")
+    for row, test_s in zip(rows, evaluation_seconds):
+        seen = row["labeled"] * args.epochs
+        candidates = min(args.subset or args.n, args.n - row["labeled"])
+        query = row["query_seconds"]
+        print(f"{row['cycle']:>5} {row['labeled']:>8} {row['train_seconds']:>9.2f} {seen / row['train_seconds']:>12.0f} "
+              f"{test_s:>8.2f} {args.test / test_s:>11.0f} {query:>8.2f} "
+              f"{(candidates / query if query > 0 else float('nan')):>12.0f}")
+    train = sum(r["train_seconds"] for r in rows)
+    query = sum(r["query_seconds"] for r in rows)
+    test = sum(evaluation_seconds)
+    print(f"total {total:.1f} s: train {train:.1f} s ({train / total:.0%}), test {test:.1f} s ({test / total:.0%}), "
+          f"query {query:.1f} s ({query / total:.0%}), other {total - train - test - query:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
