@@ -22,12 +22,12 @@ forked and seeded from it), so a query is reproducible and leaves the global RNG
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from .. import scoring
+from ..models.modes import eval_mode
 from ..objectives.dropout import dropout_modules, inserted_dropout, split_classifier
 from .base import QueryContext, ScoreAcquisition
 
@@ -35,18 +35,9 @@ DEFAULT_PASSES = 10
 DEFAULT_DROPOUT = 0.5
 
 
-@contextmanager
 def dropout_only_train(model: nn.Module):
     """Eval mode everywhere except the dropout modules (train mode); modes restored on exit."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    for m in dropout_modules(model):
-        m.train()
-    try:
-        yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
+    return eval_mode(model, keep_training=dropout_modules(model))
 
 
 def _device_generator(ctx: QueryContext, device: torch.device) -> torch.Generator:

@@ -6,6 +6,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import ConfigError
+from .modes import eval_mode
 from .resnet import ResNet18
 from .small import MLP, SmallCNN
 from .taps import Taps, resolve_modules, tapped
@@ -53,4 +54,4 @@ def default_model(input_shape: tuple[int, ...]) -> str:
     return "cnn" if channels == 1 and height <= 32 else "resnet18"
 
 
-__all__ = ["MODELS", "MLP", "ResNet18", "SmallCNN", "Taps", "VGG16", "build", "default_model", "resolve_modules", "tapped"]
+__all__ = ["MODELS", "MLP", "ResNet18", "SmallCNN", "Taps", "VGG16", "build", "default_model", "eval_mode", "resolve_modules", "tapped"]

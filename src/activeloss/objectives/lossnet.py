@@ -32,18 +32,12 @@ class LossNet(nn.Module):
 @torch.no_grad()
 def tap_channels(model: nn.Module, tap_names: tuple[str, ...], input_shape: tuple[int, ...]) -> list[int]:
     """Channel count of each tap, read from one dry forward pass (train/eval mode preserved)."""
-    from ..models import tapped
+    from ..models import eval_mode, tapped
 
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        with tapped(model, tap_names) as taps:
-            model(torch.zeros(2, *input_shape, device=device))
-            return [int(t.shape[1]) for t in taps.outputs]
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
+    device = next(model.parameters()).device
+    with eval_mode(model), tapped(model, tap_names) as taps:
+        model(torch.zeros(2, *input_shape, device=device))
+        return [int(t.shape[1]) for t in taps.outputs]
 
 
 class LossPredictionObjective(Objective):

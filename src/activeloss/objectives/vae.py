@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.modes import eval_mode
 from .base import Objective
 
 VAE_STEPS = 2  # VAE steps per discriminator step (VAAL)
@@ -297,48 +298,45 @@ class VAALObjective(Objective):
         unl_batches = _batches(unlabeled.numel(), batch, gen)
         opt_vae = torch.optim.Adam(self.vae_parameters(), lr=lr)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
-        model_modes = {m: m.training for m in model.modules()}
-        model.eval()
         self.train()
         latent = self.discriminator.net[0].in_features
-        try:
-            for _ in range(iterations):
-                self.discriminator.requires_grad_(False)  # the VAE steps only move the VAE (and head)
-                for _ in range(VAE_STEPS):
-                    li, ui = next(lab_batches).to(device), next(unl_batches).to(device)
-                    x_l = inputs.train_batch(labeled[li], dev_gen)
-                    x_u = inputs.train_batch(unlabeled[ui], dev_gen)
-                    n_l = x_l.shape[0]
-                    noise = torch.randn(n_l + x_u.shape[0], latent, generator=dev_gen, device=device)
-                    target, recon, mu, logvar = self.vae(torch.cat([x_l, x_u]), noise)
-                    loss = vae_loss(target[:n_l], recon[:n_l], mu[:n_l], logvar[:n_l]) + vae_loss(
-                        target[n_l:], recon[n_l:], mu[n_l:], logvar[n_l:])
+        with eval_mode(model):  # the task model only supplies SRAAL's softmax, in eval mode
+            try:
+                for _ in range(iterations):
+                    self.discriminator.requires_grad_(False)  # the VAE steps only move the VAE (and head)
+                    for _ in range(VAE_STEPS):
+                        li, ui = next(lab_batches).to(device), next(unl_batches).to(device)
+                        x_l = inputs.train_batch(labeled[li], dev_gen)
+                        x_u = inputs.train_batch(unlabeled[ui], dev_gen)
+                        n_l = x_l.shape[0]
+                        noise = torch.randn(n_l + x_u.shape[0], latent, generator=dev_gen, device=device)
+                        target, recon, mu, logvar = self.vae(torch.cat([x_l, x_u]), noise)
+                        loss = vae_loss(target[:n_l], recon[:n_l], mu[:n_l], logvar[:n_l]) + vae_loss(
+                            target[n_l:], recon[n_l:], mu[n_l:], logvar[n_l:])
+                        d = self.discriminator(mu)
+                        ones = torch.ones_like(d)
+                        loss = loss + ADVERSARY_WEIGHT * (
+                            F.binary_cross_entropy_with_logits(d[:n_l], ones[:n_l])
+                            + F.binary_cross_entropy_with_logits(d[n_l:], ones[n_l:]))
+                        extra = self.supervised_loss(mu[:n_l], labels[li])
+                        if extra is not None:
+                            loss = loss + extra
+                        opt_vae.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt_vae.step()
+                    self.discriminator.requires_grad_(True)
+                    mu = mu.detach()
+                    with torch.no_grad():
+                        t_u = self.unlabeled_targets(model, x_u).float()
                     d = self.discriminator(mu)
-                    ones = torch.ones_like(d)
-                    loss = loss + ADVERSARY_WEIGHT * (
-                        F.binary_cross_entropy_with_logits(d[:n_l], ones[:n_l])
-                        + F.binary_cross_entropy_with_logits(d[n_l:], ones[n_l:]))
-                    extra = self.supervised_loss(mu[:n_l], labels[li])
-                    if extra is not None:
-                        loss = loss + extra
-                    opt_vae.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt_vae.step()
+                    d_loss = (F.binary_cross_entropy_with_logits(d[:n_l], torch.ones_like(d[:n_l]))
+                              + F.binary_cross_entropy_with_logits(d[n_l:], t_u))
+                    opt_d.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    opt_d.step()
+            finally:
                 self.discriminator.requires_grad_(True)
-                mu = mu.detach()
-                with torch.no_grad():
-                    t_u = self.unlabeled_targets(model, x_u).float()
-                d = self.discriminator(mu)
-                d_loss = (F.binary_cross_entropy_with_logits(d[:n_l], torch.ones_like(d[:n_l]))
-                          + F.binary_cross_entropy_with_logits(d[n_l:], t_u))
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-        finally:
-            self.discriminator.requires_grad_(True)
-            for m, mode in model_modes.items():
-                m.training = mode
-            self.eval()
+                self.eval()
 
     # -- query ----------------------------------------------------------------
     @torch.no_grad()

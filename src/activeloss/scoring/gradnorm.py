@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.modes import eval_mode
+
 NORMS = ("tensor_sum", "global")
 METHODS = ("auto", "hooks", "func", "loop")
 
@@ -86,14 +88,8 @@ def gradient_norm_scores(
         work = copy.deepcopy(model).float()  # fp32 as the method requires; the caller's model is untouched
     device = next(iter(work.parameters())).device
 
-    modes = [(m, m.training) for m in work.modules()]
-    work.eval()
-    try:
-        with _grad_context(device):
-            return _run(work, inputs, norm, batch_size, method, device).to(inputs.device)
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
+    with eval_mode(work), _grad_context(device):
+        return _run(work, inputs, norm, batch_size, method, device).to(inputs.device)
 
 
 def _run(model: nn.Module, inputs: torch.Tensor, norm: str, batch_size: int, method: str, device: torch.device) -> torch.Tensor:
