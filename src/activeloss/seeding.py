@@ -18,6 +18,22 @@ def derive_seed(seed: int, *keys: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 
+def forked(gen: torch.Generator, device: torch.device | str) -> torch.Generator:
+    """A generator on ``device`` seeded by one draw from the CPU generator ``gen``.
+
+    Random ops on a GPU need a generator there; drawing its seed from ``gen`` keeps the
+    stream determined by the run's named seeds.
+    """
+    g = torch.Generator(device=device)
+    g.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+    return g
+
+
+def on_device(gen: torch.Generator, device: torch.device) -> torch.Generator:
+    """``gen`` itself on the CPU, a :func:`forked` generator on another device."""
+    return gen if device.type == "cpu" else forked(gen, device)
+
+
 def generator(seed: int, *keys: object, device: str | torch.device = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded with :func:`derive_seed`."""
     g = torch.Generator(device=device)

@@ -12,6 +12,7 @@ from . import distributed
 from .inputs import Inputs
 from .models import Taps
 from .objectives import Objective, Step
+from .seeding import on_device
 
 
 @dataclass
@@ -93,7 +94,7 @@ def train(
     optimizer, scheduler = make_optimizer(model, objective, cfg, settings)
     labels = labels.to(device)
     n = indices.numel()
-    aug_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+    aug_gen = on_device(gen, device)
     model.train()
     objective.train()
     objective.on_cycle_start(model)

@@ -28,6 +28,7 @@ from torch import nn
 
 from .. import scoring
 from ..models.modes import eval_mode
+from ..seeding import forked
 from ..objectives.dropout import dropout_modules, inserted_dropout, split_classifier
 from .base import QueryContext, ScoreAcquisition
 
@@ -38,12 +39,6 @@ DEFAULT_DROPOUT = 0.5
 def dropout_only_train(model: nn.Module):
     """Eval mode everywhere except the dropout modules (train mode); modes restored on exit."""
     return eval_mode(model, keep_training=dropout_modules(model))
-
-
-def _device_generator(ctx: QueryContext, device: torch.device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(int(torch.randint(2**62, (1,), generator=ctx.generator)))
-    return g
 
 
 @torch.no_grad()
@@ -63,7 +58,7 @@ def mc_probs(ctx: QueryContext, passes: int | None = None) -> torch.Tensor:
         p = drop.p if drop is not None else float(DEFAULT_DROPOUT if fallback is None else fallback)
         _, linear = split_classifier(model)
         scale = 1.0 / (1.0 - p) if p < 1 else 0.0
-        g = _device_generator(ctx, device)
+        g = forked(ctx.generator, device)
         with dropout_only_train(model):
             for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size):
                 h = model.features(x).float()  # deterministic part, once per batch

@@ -59,6 +59,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.modes import eval_mode
+from ..seeding import on_device
 from .base import Objective
 
 VAE_STEPS = 2  # VAE steps per discriminator step (VAAL)
@@ -290,10 +291,7 @@ class VAALObjective(Objective):
         epochs = float(getattr(settings, "vae_epochs", None) or 10)
         lr = float(getattr(settings, "vae_lr", None) or 5e-4)
         iterations = max(1, math.ceil(epochs * labeled.numel() / batch))
-        dev_gen = gen
-        if device.type != "cpu":
-            dev_gen = torch.Generator(device=device)
-            dev_gen.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+        dev_gen = on_device(gen, device)
         lab_batches = _batches(labeled.numel(), batch, gen)
         unl_batches = _batches(unlabeled.numel(), batch, gen)
         opt_vae = torch.optim.Adam(self.vae_parameters(), lr=lr)
