@@ -16,7 +16,6 @@ from activeloss.acquisitions import QueryContext, make_acquisition
 from activeloss.experiment import Experiment, plan
 from activeloss.inputs import Inputs
 from activeloss.seeding import generator
-from activeloss.strategies import get_strategy
 from activeloss.training import TrainConfig, evaluate, train
 
 SCORED = ("entropy", "gradnorm", "predicted-loss")  # split over the ranks, gathered

@@ -10,7 +10,7 @@ from activeloss.acquisitions import QueryContext, make_acquisition
 from activeloss.config import Settings, resolve
 from activeloss.inputs import Inputs
 from activeloss.models import Taps, build
-from activeloss.objectives import DoubleBranchObjective, LossNet, LossPredictionObjective, Step
+from activeloss.objectives import DoubleBranchObjective, LossPredictionObjective, Step
 from activeloss.strategies import get_strategy
 from activeloss.training import TrainConfig, train
 

@@ -23,7 +23,7 @@ oracle; what it reads or decides is sent to the others (:func:`broadcast_object`
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 import torch
 import torch.distributed as dist
