@@ -86,10 +86,21 @@ def test_report_reprints_the_table(reference, capsys):
     assert (out / "curves.png").exists()
 
 
-def test_kill_9_and_resume_gives_the_uninterrupted_results(reference, tmp_path):
+def test_parallel_trials_give_the_sequential_results_and_run_order(reference, tmp_path):
+    _, out, args = reference
+    parallel = tmp_path / "parallel"
+    assert _run([*args[:-1], str(parallel), "--parallel-trials", "3"]) == 0
+    assert _rows(parallel) == _rows(out)
+    order = "SELECT id, strategy, trial FROM runs ORDER BY id"
+    assert sqlite3.connect(parallel / "store.sqlite").execute(order).fetchall() == \
+        sqlite3.connect(out / "store.sqlite").execute(order).fetchall()
+
+
+@pytest.mark.parametrize("parallel", [[], ["--parallel-trials", "2"]], ids=["sequential", "parallel"])
+def test_kill_9_and_resume_gives_the_uninterrupted_results(reference, tmp_path, parallel):
     npz, out, args = reference
     target = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "activeloss", "run", *args[:-1], str(target)]
+    cmd = [sys.executable, "-m", "activeloss", "run", *args[:-1], str(target), *parallel]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -107,9 +118,10 @@ def test_kill_9_and_resume_gives_the_uninterrupted_results(reference, tmp_path):
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
+    time.sleep(1.0)  # parallel workers notice their parent is gone and stop (within 0.2 s)
     finished = sqlite3.connect(target / "store.sqlite").execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
     assert 4 <= finished < 12, "the kill should land in the middle of the run"
-    assert main(["run", "--resume", "--out", str(target), "--quiet"]) == 0
+    assert main(["run", "--resume", "--out", str(target), "--quiet", *parallel]) == 0
     assert _rows(target) == _rows(out)
     db = sqlite3.connect(target / "store.sqlite")
     assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 4 * 40

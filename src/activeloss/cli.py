@@ -9,7 +9,7 @@ import sys
 from dataclasses import fields
 from typing import Any, Sequence
 
-from .config import Settings, coerce, load_toml, settings_toml
+from .config import EXECUTION_FIELDS, Settings, coerce, load_toml, settings_toml
 from .errors import ActiveLossError, ConfigError
 
 EXIT_USAGE = 2
@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.dry_run:
         raise ConfigError("--dry-run shows the settings of a new run; a resumed run keeps its stored settings")
     if args.resume:
-        extra = sorted(set(explicit) - {"out", "device"}) + (["config"] if args.config else [])
+        extra = sorted(set(explicit) - set(EXECUTION_FIELDS)) + (["config"] if args.config else [])
         if extra:
             raise ConfigError(f"--resume takes its settings from the stored run; do not pass --{extra[0].replace('_', '-')}")
         if "out" not in explicit:

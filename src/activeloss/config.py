@@ -74,6 +74,10 @@ class Settings:
     threads: int = _opt(0, "CPU threads (0 = auto: one for the small cnn/mlp models, whose tiny tensors only lose from threading; PyTorch's default otherwise)")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     eval_batch_size: int = _opt(1024, "batch size for evaluation and queries")
+    channels_last: bool | None = _opt(None, "channels_last memory format for convolutional models (default: on for CUDA, off on CPU)")
+    compile: bool = _opt(False, "compile the model's forward pass with torch.compile (training, evaluation and queries); pays a warm-up per process")
+    deterministic: bool = _opt(False, "bit-reproducible results on a GPU: deterministic kernels, no cuDNN autotuning (slower; CPU runs are deterministic anyway)")
+    parallel_trials: int = _opt(1, "run up to N (strategy, trial) runs at once, each in its own process sharing the device; the results equal those of one at a time")
     test_fraction: float = _opt(0.2, "test share when a dataset has no test split")
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +97,10 @@ class Settings:
     def merged(self, overrides: dict[str, Any]) -> "Settings":
         """A copy with ``overrides`` (already coerced) applied."""
         return dataclasses.replace(self, **overrides)
+
+
+#: settings that say how a run is executed, not what it computes: a resumed run may change them
+EXECUTION_FIELDS: tuple[str, ...] = ("out", "device", "parallel_trials")
 
 
 def field_types() -> dict[str, str]:
@@ -322,6 +330,7 @@ def validate(s: Settings, pool_size: int) -> None:
         (0 < s.gamma <= 1, "--gamma must be in (0, 1]"),
         (s.pad >= 0, "--pad must be non-negative"),
         (s.threads >= 0, "--threads must be 0 (auto) or positive"),
+        (s.parallel_trials >= 1, "--parallel-trials must be at least 1"),
         (0 < s.test_fraction < 1, "--test-fraction must be between 0 and 1"),
         (all(m >= 1 for m in s.milestones), "--milestones must be positive epochs"),
         (s.loss_weight >= 0, "--loss-weight must be non-negative"),

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .inputs import Inputs
-from .training import _autocast
+from .performance import autocast
 
 #: Fixed bins of the confidence histograms: ``BINS`` equal bins on [0, 1].
 BINS = 20
@@ -41,7 +41,7 @@ def confidences(model: nn.Module, inputs: Inputs, indices: torch.Tensor, batch_s
     model.eval()
     out = []
     for x in inputs.batches(indices, batch_size):
-        with _autocast(inputs.device):
+        with autocast(inputs.device):
             logits = model(x).float()
         out.append(logits.softmax(dim=1).amax(dim=1).cpu())
     return torch.cat(out) if out else torch.zeros(0)

@@ -19,10 +19,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import distributed, models
+from . import distributed, models, performance
 from .acquisitions import QueryContext
 from .augment import parse_augment
-from .config import Settings, resolve, resolve_counts, validate
+from .config import EXECUTION_FIELDS, Settings, resolve, resolve_counts, validate
 from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .inputs import Inputs
@@ -91,6 +91,8 @@ class Plan:
 def plan(settings: Settings) -> Plan:
     """Load the data and resolve and check every setting, before anything is written."""
     device = distributed.local_device(choose_device(settings.device))
+    if settings.parallel_trials > 1 and distributed.active():
+        raise ConfigError("--parallel-trials runs several processes on one machine; under torchrun leave it at 1")
     names = settings.strategies or main_comparison()
     if len(set(names)) != len(names):
         raise ConfigError("--strategies names a strategy twice")
@@ -127,6 +129,7 @@ class Experiment:
         self.oracle = oracle or simulated_oracle(plan.data.y_train, plan.settings.label_noise, plan.settings.seed,
                                                  plan.data.num_classes, plan.data.coarse_of_class)
         self.progress = progress and distributed.is_main()
+        self.write_csv = True  # results.csv after every cycle (parallel workers leave it to the parent)
         self._inputs: dict[tuple, Inputs] = {}
 
     # -- folder -------------------------------------------------------------
@@ -150,9 +153,10 @@ class Experiment:
         return store
 
     def inputs_for(self, s: Settings) -> Inputs:
-        key = (s.augment, s.pad)
+        fmt = performance.memory_format(s.channels_last, self.device, self.data.is_image)
+        key = (s.augment, s.pad, fmt)
         if key not in self._inputs:
-            self._inputs[key] = Inputs.from_dataset(self.data, self.device, parse_augment(s.augment), s.pad)
+            self._inputs[key] = Inputs.from_dataset(self.data, self.device, parse_augment(s.augment), s.pad, fmt)
         return self._inputs[key]
 
     # -- the loop -----------------------------------------------------------
@@ -160,6 +164,7 @@ class Experiment:
         from tqdm.auto import tqdm
 
         set_threads(self.plan.runs[0][1], self.device)
+        performance.configure(self.device, self.plan.runs[0][1].deterministic)
         # under torchrun only rank 0 holds the store (None elsewhere) and writes files
         store = distributed.on_main(lambda: self.open_store(resume))
         main = distributed.is_main()
@@ -169,12 +174,17 @@ class Experiment:
         done = sum(len(store.finished_cycles(r["id"])) for r in store.runs()) if main else 0
         # a live bar on a terminal; in a log (CI, nohup) one line per finished strategy and trial
         live = self.progress and sys.stderr.isatty()
+        units = [(strategy, s, trial) for trial in range(trials) for strategy, s in self.plan.runs if trial < s.trials]
+        workers = min(self.plan.runs[0][1].parallel_trials, len(units))
         with tqdm(total=self.plan.total_cycles, initial=done, unit="cycle", disable=not live,
-                  dynamic_ncols=True, mininterval=0.5) as bar:
-            for trial in range(trials):
-                for strategy, s in self.plan.runs:
-                    if trial < s.trials:
-                        self.run_trial(store, strategy, s, trial, bar)
+                  dynamic_ncols=True, mininterval=0.5) as bar, performance.explained_determinism_errors():
+            if workers > 1:
+                from .parallel import run_parallel
+
+                run_parallel(self, store, units, workers, bar)
+            else:
+                for strategy, s, trial in units:
+                    self.announce(strategy, trial, self.run_trial(store, strategy, s, trial, bar))
         if main:
             write_results_csv(store, self.out / "results.csv")
         distributed.barrier()
@@ -184,6 +194,8 @@ class Experiment:
         """A new model, objective and taps; the same weights for every strategy of a trial and cycle."""
         torch.manual_seed(derive_seed(s.seed, "model", trial, cycle))
         model = models.build(s.model, self.data.num_classes, self.data.input_shape).to(self.device)
+        if performance.has_conv(model):
+            model.to(memory_format=performance.memory_format(s.channels_last, self.device, self.data.is_image))
         objective = strategy.make_objective()
         tap_names = tuple(s.taps) if s.taps else tuple(getattr(model, "taps", ()))
         objective.setup(model, self.data.num_classes, tap_names, s, self.data.input_shape)
@@ -191,7 +203,15 @@ class Experiment:
         taps = models.Taps(model, tap_names) if objective.needs_taps else None
         return model, objective, taps
 
-    def run_trial(self, store: Store, strategy: Strategy, s: Settings, trial: int, bar) -> None:
+    def announce(self, strategy: Strategy, trial: int, final: tuple[float, int] | None) -> None:
+        """In a log (not a terminal) one line per finished strategy and trial."""
+        if final is not None and self.progress and not sys.stderr.isatty():
+            print(f"{strategy.name} trial {trial}: accuracy {final[0]:.4f} with {final[1]} labels",
+                  file=sys.stderr, flush=True)
+
+    def run_trial(self, store: Store, strategy: Strategy, s: Settings, trial: int, bar) -> tuple[float, int] | None:
+        """Run (or finish) the cycles of one strategy and trial; returns its final accuracy and
+        label count, or None when it had already finished."""
         main = distributed.is_main()
         run_id, start = None, None
         if main:
@@ -199,11 +219,12 @@ class Experiment:
             start = len(store.finished_cycles(run_id))
         run_id, start = distributed.broadcast_object((run_id, start))
         if start >= s.cycles:
-            return
+            return None
         inputs = self.inputs_for(s)
         pool = self.restore_pool(store, run_id, s, trial)
         acquisition = strategy.make_acquisition()
         model, objective, taps = self.fresh_model(strategy, s, trial, start if s.reinit else 0)
+        forward = performance.forward_of(model, s.compile)
         if start > 0 and not s.reinit:
             distributed.on_main(lambda: self.load_checkpoint(run_id, start - 1, model, objective))
             distributed.broadcast_modules([model, *objective.modules().values()])
@@ -214,24 +235,25 @@ class Experiment:
                 if taps is not None:
                     taps.remove()
                 model, objective, taps = self.fresh_model(strategy, s, trial, cycle)
+                forward = performance.forward_of(model, s.compile)
             labeled = pool.labeled_indices()
             t0 = time.perf_counter()
             train(model, objective, inputs, labeled, pool.labels[labeled], train_cfg, taps,
                   generator(s.seed, "train", trial, cycle), s,
-                  progress=lambda e, n: bar.set_postfix_str(f"epoch {e}/{n}", refresh=False))
+                  progress=lambda e, n: bar.set_postfix_str(f"epoch {e}/{n}", refresh=False), forward=forward)
             objective.after_training(model, inputs, labeled, pool.unlabeled_indices(), s,
                                      generator(s.seed, "objective", trial, cycle), labels=pool.labels[labeled])
             distributed.broadcast_modules([model, *objective.modules().values()])  # replicas stay equal
             _synchronize(self.device)
             train_seconds = time.perf_counter() - t0
-            result = evaluate(model, objective, inputs, s.eval_batch_size, taps)
+            result = evaluate(model, objective, inputs, s.eval_batch_size, taps, forward)
             metrics, arrays = self.cycle_metrics(result, model, inputs, pool, s, trial, cycle)
             if taps is not None:
                 taps.clear()
             queried, new_labels, query_seconds = [], [], 0.0
             if cycle < s.cycles - 1:
                 t0 = time.perf_counter()
-                chosen, scores = self.query(model, objective, acquisition, inputs, pool, s, trial, cycle)
+                chosen, scores = self.query(model, objective, acquisition, inputs, pool, s, trial, cycle, forward)
                 given = self.oracle.label(chosen, trial) if main else None  # rank 0 alone asks the oracle
                 given = distributed.broadcast_object(given)
                 query_seconds = time.perf_counter() - t0
@@ -247,16 +269,15 @@ class Experiment:
                 pool.add(chosen, given, cycle + 1)
             if main:
                 self.drop_checkpoints(run_id, keep=cycle if cycle < s.cycles - 1 else None)
-                write_results_csv(store, self.out / "results.csv")
+                if self.write_csv:
+                    write_results_csv(store, self.out / "results.csv")
             bar.update(1)
             bar.set_postfix_str(f"accuracy {result.accuracy:.3f}")
         if taps is not None:
             taps.remove()
         if main:
             store.set_status(run_id, "done")
-        if self.progress and not sys.stderr.isatty():
-            print(f"{strategy.name} trial {trial}: accuracy {result.accuracy:.4f} with {labeled.numel()} labels",
-                  file=sys.stderr, flush=True)
+        return result.accuracy, int(labeled.numel())
 
     def cycle_metrics(self, result: Evaluation, model: nn.Module, inputs: Inputs, pool: Pool, s: Settings,
                       trial: int, cycle: int) -> tuple[dict[str, float], dict[str, list]]:
@@ -286,14 +307,16 @@ class Experiment:
                 arrays.update(test_loss=result.losses.tolist(), predicted_loss=result.predicted_losses.tolist())
         return metrics, arrays
 
-    def query(self, model, objective, acquisition, inputs, pool: Pool, s: Settings, trial: int, cycle: int):
-        """Choose ``s.budget`` items; checks the acquisition kept the contract."""
+    def query(self, model, objective, acquisition, inputs, pool: Pool, s: Settings, trial: int, cycle: int,
+              forward=None):
+        """Choose ``s.budget`` items (under bf16 autocast on CUDA); checks the acquisition kept the contract."""
         candidates = pool.candidates(s.subset, generator(s.seed, "subset", trial, cycle))
         model.eval()
         objective.eval()
         ctx = QueryContext(model, objective, inputs, candidates.to(self.device), pool.labeled_indices(),
-                           generator(s.seed, "query", trial, cycle), s.eval_batch_size, s)
-        selection = acquisition.select(ctx, s.budget)
+                           generator(s.seed, "query", trial, cycle), s.eval_batch_size, s, forward)
+        with performance.autocast(self.device):
+            selection = acquisition.select(ctx, s.budget)
         chosen = selection.indices.cpu().long()
         if distributed.active():
             # every rank chose the same items (same scores, same draws); rank 0's are sent anyway,
@@ -382,7 +405,8 @@ def run(settings: Settings, resume: bool = False, progress: bool = True,
             stored = Store.in_folder(out)
             saved = stored.get_meta("settings")
             stored.close()
-            return Settings.from_dict(saved, origin=str(out / "store.sqlite")).merged({"out": str(out), "device": settings.device})
+            given = {"out": str(out), **{k: getattr(settings, k) for k in EXECUTION_FIELDS if k != "out"}}
+            return Settings.from_dict(saved, origin=str(out / "store.sqlite")).merged(given)
         if Store.exists_in(out):
             raise ConfigError(f"{out} already holds a run; resume it with --resume --out {out}, or choose another --out")
         return settings

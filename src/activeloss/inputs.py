@@ -28,9 +28,11 @@ class Inputs:
     augment_ops: tuple[str, ...]
     pad: int
     device: torch.device
+    memory_format: torch.memory_format = torch.contiguous_format  # of image batches (channels_last on GPU)
 
     @classmethod
-    def from_dataset(cls, data: Dataset, device: torch.device, augment_ops: tuple[str, ...], pad: int) -> "Inputs":
+    def from_dataset(cls, data: Dataset, device: torch.device, augment_ops: tuple[str, ...], pad: int,
+                     memory_format: torch.memory_format = torch.contiguous_format) -> "Inputs":
         x = data.x_train
         if data.is_image:
             xf = x.float() / 255.0
@@ -52,6 +54,7 @@ class Inputs:
             augment_ops=augment_ops,
             pad=pad,
             device=device,
+            memory_format=memory_format,
         )
 
     @property
@@ -63,6 +66,7 @@ class Inputs:
             x = x.float().div_(255.0)
             if gen is not None and self.augment_ops:
                 x = augment(x, self.augment_ops, self.pad, gen)
+            return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
         return (x - self.mean) / self.std
 
     def train_batch(self, indices: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:

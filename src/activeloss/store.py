@@ -89,7 +89,8 @@ class CycleResult:
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        # parallel workers take turns writing; a writer waits for the lock rather than failing
+        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=120)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
@@ -128,6 +129,10 @@ class Store:
     def runs(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT id, strategy, trial, settings, status FROM runs ORDER BY id").fetchall()
         return [dict(id=r[0], strategy=r[1], trial=r[2], settings=json.loads(r[3]), status=r[4]) for r in rows]
+
+    def count_cycles(self) -> int:
+        """Finished cycles of all runs (progress of parallel workers)."""
+        return self.conn.execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
 
     def finished_cycles(self, run_id: int) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT cycle FROM cycles WHERE run_id = ? ORDER BY cycle", (run_id,))]

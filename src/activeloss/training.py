@@ -1,8 +1,8 @@
 """Training and evaluation of a model and its objective on the labeled items."""
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,7 @@ from . import distributed
 from .inputs import Inputs
 from .models import Taps
 from .objectives import Objective, Step
+from .performance import autocast
 from .seeding import on_device
 
 
@@ -24,13 +25,6 @@ class TrainConfig:
     weight_decay: float
     milestones: list[int]
     gamma: float
-
-
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA (tensor cores); full precision on CPU, where it would only slow down."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def make_optimizer(model: nn.Module, objective: Objective, cfg: TrainConfig, settings) -> tuple:
@@ -74,6 +68,7 @@ def train(
     gen: torch.Generator,
     settings=None,
     progress=None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> None:
     """Train ``model`` (and ``objective``) on the items ``indices`` with ``labels`` for ``cfg.epochs``.
 
@@ -84,6 +79,8 @@ def train(
     Under torchrun (:mod:`activeloss.distributed`) every rank draws the same permutation
     and augmentation, trains on its share of each global batch and the weighted gradients
     are summed over ranks before the step: the gradient of the mean over the global batch.
+    ``forward`` calls the model (its ``torch.compile`` wrapper with ``--compile``).
+
     BatchNorm normalises with the statistics of the rank's share (as PyTorch's
     DistributedDataParallel without SyncBatchNorm); the running statistics are averaged.
     The loss-prediction ranking loss pairs the same mirror items as in one process (the
@@ -91,6 +88,7 @@ def train(
     the single-process loss too.
     """
     device = inputs.device
+    forward = model if forward is None else forward
     optimizer, scheduler = make_optimizer(model, objective, cfg, settings)
     labels = labels.to(device)
     n = indices.numel()
@@ -114,10 +112,10 @@ def train(
                 x, y = x[share.to(device)], y[share.to(device)]
             optimizer.zero_grad(set_to_none=True)
             if y.numel() > 0:
-                with _autocast(device):
+                with autocast(device):
                     if taps is not None:
                         taps.clear()
-                    logits = model(x)
+                    logits = forward(x)
                     losses = F.cross_entropy(logits.float(), y, reduction="none")
                     loss = losses.mean()
                     extra = objective.batch_loss(
@@ -150,7 +148,8 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, objective: Objective, inputs: Inputs, batch_size: int, taps: Taps | None
+    model: nn.Module, objective: Objective, inputs: Inputs, batch_size: int, taps: Taps | None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Evaluation:
     """Test accuracy, per-sample test losses and (when the objective predicts them) predicted losses.
 
@@ -160,15 +159,16 @@ def evaluate(
     model.eval()
     objective.eval()
     device = inputs.device
+    forward = model if forward is None else forward
     losses, preds, predicted = [], [], []
     lo, n = distributed.batch_range(inputs.x_test.shape[0], batch_size)
     for start in range(lo, n, batch_size):
         x = inputs.test_batch(start, min(n, start + batch_size))
         y = inputs.y_test[start : min(n, start + batch_size)]
-        with _autocast(device):
+        with autocast(device):
             if taps is not None:
                 taps.clear()
-            logits = model(x).float()
+            logits = forward(x).float()
             if taps is not None:
                 p = objective.predict_loss(taps.outputs)
                 if p is not None:

@@ -24,13 +24,15 @@ class QueryContext:
     generator: torch.Generator  # seeded, for acquisitions that draw at random
     batch_size: int
     settings: object = None
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # calls model (compiled with --compile)
     _cache: dict = field(default_factory=dict)
 
     @torch.no_grad()
     def logits(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the model for ``indices`` (default: the candidates), un-augmented inputs."""
         if indices is not None:
-            return torch.cat([self.model(x).float() for x in self.inputs.batches(indices, self.batch_size)])
+            forward = self.model if self.forward is None else self.forward
+            return torch.cat([forward(x).float() for x in self.inputs.batches(indices, self.batch_size)])
         if "logits" not in self._cache:  # several scores of one query share one pass over the candidates
             self._cache["logits"] = self.logits(self.candidates)
         return self._cache["logits"]

@@ -41,14 +41,13 @@ class ResNet18(nn.Module):
         for i, (w, s) in enumerate(zip(widths, strides), start=1):
             self.add_module(f"layer{i}", nn.Sequential(BasicBlock(in_planes, w, s), BasicBlock(w, w, 1)))
             in_planes = w
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(512, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate features (512-d)."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        return torch.flatten(self.pool(out), 1)
+        return out.mean(dim=(2, 3))  # global average pooling (deterministic on CUDA, unlike adaptive_avg_pool2d's backward)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

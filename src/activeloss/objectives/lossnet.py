@@ -24,7 +24,7 @@ class LossNet(nn.Module):
         parts = []
         for f, head in zip(features, self.heads):
             if f.dim() > 2:
-                f = F.adaptive_avg_pool2d(f, 1).flatten(1) if f.dim() == 4 else f.flatten(2).mean(-1)
+                f = f.flatten(2).mean(-1)  # global average pooling over every spatial position
             parts.append(F.relu(head(f.float())))
         return self.out(torch.cat(parts, dim=1)).flatten()
 

@@ -1,0 +1,99 @@
+"""``--parallel-trials N``: several (strategy, trial) runs at once, one process each.
+
+A batch of 128 small images leaves a modern GPU mostly idle, and the small CPU models
+use one thread each; running N independent runs side by side fills the device.  Each
+run is already independent of the others (every draw is seeded by name, the model by
+its own seed), so a worker process runs it exactly as the single-process loop would and
+the results are identical, only sooner.  Workers write their cycles into the shared
+SQLite store (each cycle one transaction; WAL lets them take turns); the parent creates
+the run rows first, in the sequential order, and follows progress from the store.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.auto import tqdm
+
+from . import performance
+from .store import Store
+from .strategies import get_strategy
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .experiment import Experiment
+    from .strategies import Strategy
+
+#: the worker process's own Experiment, built once by :func:`_start_worker`
+_worker: Experiment | None = None
+
+
+def worker_threads(s: Settings, device: torch.device, workers: int) -> int:
+    """CPU threads per worker: ``--threads`` as given, one for the small models on CPU,
+    else an equal share of the cores."""
+    if s.threads > 0:
+        return s.threads
+    if device.type == "cpu" and s.model in ("cnn", "mlp"):
+        return 1
+    return max(1, torch.get_num_threads() // workers)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Stop this worker when the parent is gone (killed with -9, say): a resumed run must not
+    race an orphan still writing the same run."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
+
+
+def _start_worker(plan, out: str, oracle, threads: int) -> None:
+    global _worker
+    from .experiment import Experiment
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    torch.set_num_threads(threads)
+    performance.configure(plan.device, plan.settings.deterministic)
+    _worker = Experiment(plan, out, oracle=oracle, progress=False)
+    _worker.write_csv = False  # the parent writes results.csv
+
+
+def _run_unit(name: str, s: Settings, trial: int) -> tuple[float, int] | None:
+    store = Store.in_folder(_worker.out)
+    try:
+        return _worker.run_trial(store, get_strategy(name), s, trial, tqdm(disable=True))
+    finally:
+        store.close()
+
+
+def run_parallel(exp: Experiment, store: Store, units: list[tuple[Strategy, Settings, int]], workers: int, bar) -> None:
+    """Run ``units`` on ``workers`` processes; the first failure stops them all and is raised."""
+    from .experiment import Plan
+    from .report import write_results_csv
+
+    for strategy, s, trial in units:  # run ids in the sequential order, whatever finishes first
+        store.run_id(strategy.name, trial, s.to_dict())
+    threads = worker_threads(units[0][1], exp.device, workers)
+    context = torch.multiprocessing.get_context("spawn")  # CUDA cannot live in a forked process
+    shared = Plan(exp.plan.settings, exp.data, [], exp.device)  # its tensors travel through shared memory
+    pool = context.Pool(workers, initializer=_start_worker, initargs=(shared, str(exp.out), exp.oracle, threads))
+    try:
+        pending = [(strategy, trial, pool.apply_async(_run_unit, (strategy.name, s, trial))) for strategy, s, trial in units]
+        while pending:
+            pending[0][2].wait(timeout=0.5)
+            bar.update(store.count_cycles() - bar.n)
+            still = []
+            for strategy, trial, job in pending:
+                if not job.ready():
+                    still.append((strategy, trial, job))
+                    continue
+                exp.announce(strategy, trial, job.get())  # get() raises the worker's error here
+                write_results_csv(store, exp.out / "results.csv")
+            pending = still
+    finally:
+        pool.terminate()  # a failure elsewhere must not leave workers running; finished ones are idle
+        pool.join()
