@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python bench/bench_gradnorm.py
 	$(BIN)/python bench/bench_kcenter.py
 	$(BIN)/python bench/bench_protocol.py
+	$(BIN)/python bench/bench_throughput.py
 
 clean:
 	rm -rf $(VENV) results build src/*.egg-info .pytest_cache

@@ -11,6 +11,7 @@ and prints the figures, the ratios gradnorm / (fwd+bwd) and loop / gradnorm, and
 largest relative difference between (b) and (c) on the loop's samples.  No assertions.
 
     python bench/bench_gradnorm.py --n 512 --batch-size 128 --threads 2
+    python bench/bench_gradnorm.py --device cuda --n 10000 --batch-size 1000 --loop-n 200   # the GPU target
 """
 from __future__ import annotations
 
@@ -36,11 +37,18 @@ SHAPES = {"resnet18": (3, 32, 32), "vgg16": (3, 32, 32), "cnn": (1, 28, 28), "ml
 
 
 def fwd_bwd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
-    """One training-style pass (no optimiser step): mean CE, gradients w.r.t. the parameters."""
+    """One training-style pass (no optimiser step, fp32): mean CE, gradients w.r.t. the parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     for s in range(0, x.shape[0], batch_size):
         loss = F.cross_entropy(model(x[s : s + batch_size]), y[s : s + batch_size])
         torch.autograd.grad(loss, params)
+
+
+def synced(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """``fn`` followed by waiting for the GPU, so that wall-clock time measures its work."""
+    if device.type != "cuda":
+        return fn
+    return lambda: (fn(), torch.cuda.synchronize(device))
 
 
 def best_of(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -64,18 +72,23 @@ def main() -> None:
     ap.add_argument("--loop-n", type=int, default=24, help="samples for the per-sample loop")
     ap.add_argument("--norm", default="tensor_sum", choices=("tensor_sum", "global"))
     ap.add_argument("--repeats", type=int, default=3, help="best of this many interleaved runs of (a) and (b)")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
     args = ap.parse_args()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     shape = SHAPES[args.model]
-    model = build(args.model, 10, shape)
+    model = build(args.model, 10, shape).to(device)
     model.eval()
-    x = torch.randn(args.n, *shape)
-    y = torch.randint(0, 10, (args.n,))
+    x = torch.randn(args.n, *shape, device=device)
+    y = torch.randint(0, 10, (args.n,), device=device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {os.cpu_count()} cores"
     print(f"model={args.model} n={args.n} batch_size={args.batch_size} threads={torch.get_num_threads()} "
-          f"norm={args.norm} cpus={os.cpu_count()} load(1 min)={load:.1f}")
+          f"norm={args.norm} device={where} load(1 min)={load:.1f}")
 
     warm = min(8, args.n)
     gradient_norm_scores(model, x[:warm], args.norm, args.batch_size)  # warm-up (allocator, kernels)
@@ -85,9 +98,9 @@ def main() -> None:
     loop_scores: list[torch.Tensor] = []
     best = best_of(
         {
-            "fwd_bwd": lambda: fwd_bwd(model, x, y, args.batch_size),
-            "gradnorm": lambda: scores.append(gradient_norm_scores(model, x, args.norm, args.batch_size)),
-            "loop": lambda: loop_scores.append(gradient_norm_scores(model, x[:m], norm=args.norm, method="loop")),
+            "fwd_bwd": synced(lambda: fwd_bwd(model, x, y, args.batch_size), device),
+            "gradnorm": synced(lambda: scores.append(gradient_norm_scores(model, x, args.norm, args.batch_size)), device),
+            "loop": synced(lambda: loop_scores.append(gradient_norm_scores(model, x[:m], norm=args.norm, method="loop")), device),
         },
         args.repeats,
     )

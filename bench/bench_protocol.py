@@ -50,6 +50,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    ap.add_argument("--eval-batch-size", type=int, default=1024)
+    ap.add_argument("--trials", type=int, default=1)
+    ap.add_argument("--parallel-trials", type=int, default=1, help="trials run at once, one process each")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                    help="default: on for CUDA, off on CPU")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
+    ap.add_argument("--deterministic", action="store_true")
     args = ap.parse_args()
 
     evaluation_seconds: list[float] = []
@@ -69,9 +76,11 @@ def main() -> None:
         npz = Path(tmp) / "synthetic.npz"
         synthetic_npz(npz, args.n, args.test, 10, seed=0)
         settings = Settings(
-            dataset=f"npz:{npz}", strategies=[args.strategy], trials=1, cycles=args.cycles, initial=args.initial,
+            dataset=f"npz:{npz}", strategies=[args.strategy], cycles=args.cycles, initial=args.initial,
             budget=args.budget, subset=args.subset, epochs=args.epochs, batch_size=args.batch_size, model=args.model,
             out=str(Path(tmp) / "out"), augment="flip,crop", device=args.device, threads=args.threads,
+            eval_batch_size=args.eval_batch_size, trials=args.trials, parallel_trials=args.parallel_trials,
+            channels_last=args.channels_last, compile=args.compile, deterministic=args.deterministic,
         )
         t0 = time.perf_counter()
         store = experiment.run(settings, progress=False)
@@ -80,22 +89,28 @@ def main() -> None:
         device = Store.in_folder(settings.out).get_meta("device")
         store.close()
 
-    print(f"device={device} model={args.model} strategy={args.strategy} pool={args.n} test={args.test} "
-          f"epochs={args.epochs} batch={args.batch_size} subset={args.subset} threads={torch.get_num_threads()}")
-    print(f"{'cycle':>5} {'labeled':>8} {'train s':>9} {'train img/s':>12} {'test s':>8} {'test img/s':>11} "
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"{os.cpu_count()} CPU cores"
+    print(f"device={device} ({name}) model={args.model} strategy={args.strategy} pool={args.n} test={args.test} "
+          f"epochs={args.epochs} batch={args.batch_size} subset={args.subset} threads={torch.get_num_threads()} "
+          f"channels_last={args.channels_last} compile={args.compile} deterministic={args.deterministic} "
+          f"trials={args.trials} parallel={args.parallel_trials}")
+    # the test phase is timed in this process only: with --parallel-trials the workers' is not seen
+    tests = evaluation_seconds if len(evaluation_seconds) == len(rows) else [float("nan")] * len(rows)
+    print(f"{'trial':>5} {'cycle':>5} {'labeled':>8} {'train s':>9} {'train img/s':>12} {'test s':>8} {'test img/s':>11} "
           f"{'query s':>8} {'query img/s':>12}")
-    for row, test_s in zip(rows, evaluation_seconds):
+    for row, test_s in zip(rows, tests):
         seen = row["labeled"] * args.epochs
         candidates = min(args.subset or args.n, args.n - row["labeled"])
         query = row["query_seconds"]
-        print(f"{row['cycle']:>5} {row['labeled']:>8} {row['train_seconds']:>9.2f} {seen / row['train_seconds']:>12.0f} "
-              f"{test_s:>8.2f} {args.test / test_s:>11.0f} {query:>8.2f} "
+        print(f"{row['trial']:>5} {row['cycle']:>5} {row['labeled']:>8} {row['train_seconds']:>9.2f} "
+              f"{seen / row['train_seconds']:>12.0f} {test_s:>8.2f} {args.test / test_s:>11.0f} {query:>8.2f} "
               f"{(candidates / query if query > 0 else float('nan')):>12.0f}")
     train = sum(r["train_seconds"] for r in rows)
     query = sum(r["query_seconds"] for r in rows)
-    test = sum(evaluation_seconds)
-    print(f"total {total:.1f} s: train {train:.1f} s ({train / total:.0%}), test {test:.1f} s ({test / total:.0%}), "
-          f"query {query:.1f} s ({query / total:.0%}), other {total - train - test - query:.1f} s")
+    test = sum(tests)
+    print(f"total {total:.1f} s for {args.trials} trial(s), {total / args.trials:.1f} s per trial: "
+          f"train {train:.1f} s, test {test:.1f} s, query {query:.1f} s (summed over trials; with --parallel-trials "
+          f"they overlap in time)")
 
 
 if __name__ == "__main__":

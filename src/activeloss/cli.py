@@ -112,7 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{f', preset {s.preset}' if s.preset else ''}\n"
             f"  strategies: {names}\n  {s.trials} trials x {s.cycles} cycles: {s.initial} initial labels "
             f"+ {s.budget} per cycle, {s.epochs} epochs, subset {s.subset or 'whole pool'}, "
-            f"{'re-initialised' if s.reinit else 'warm-started'} each cycle",
+            f"{'re-initialised' if s.reinit else 'warm-started'} each cycle"
+            f"{f'; {s.parallel_trials} runs at a time' if s.parallel_trials > 1 else ''}",
             file=sys.stderr,
         )
 

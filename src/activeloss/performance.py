@@ -1,7 +1,6 @@
 """The device fast path: memory format, autotuning, compilation, mixed precision.
 
-On a CUDA GPU a run by default uses cuDNN autotuning, TF32 for float32 matrix work, the
-channels_last memory format for convolutional models (what tensor cores want) and bf16
+On a CUDA GPU a run by default uses cuDNN autotuning, the channels_last memory format for convolutional models (what tensor cores want) and bf16
 autocast (:func:`autocast`); data stays on the GPU as uint8 (:class:`~activeloss.inputs.Inputs`).
 ``--deterministic`` gives up autotuning and the non-deterministic kernels, so the same
 seed on the same device gives the same bits; ``--compile`` runs the forward pass through
@@ -28,9 +27,8 @@ def configure(device: torch.device, deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = deterministic
     # autotuning times several kernels per shape and keeps the fastest: which one wins may vary
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    # float32 matrix products keep full precision (PyTorch's default): the exactness of the
+    # gradient-norm scores and of the core-set distances depends on it; training uses bf16
 
 
 def autocast(device: torch.device):

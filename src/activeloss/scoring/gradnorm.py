@@ -142,12 +142,16 @@ def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
 
 @contextlib.contextmanager
 def _grad_context(device: torch.device) -> Iterator[None]:
-    """Gradients on and autocast off, whatever the caller's context (queries often run
-    under ``no_grad`` or ``inference_mode``)."""
+    """Gradients on, autocast and TF32 convolutions off, whatever the caller's context
+    (queries run under ``no_grad`` and bf16 autocast on a GPU): the scores are exact fp32."""
     autocast: contextlib.AbstractContextManager = contextlib.nullcontext()
+    full_precision: contextlib.AbstractContextManager = contextlib.nullcontext()
     if device.type in ("cpu", "cuda"):
         autocast = torch.autocast(device_type=device.type, enabled=False)
-    with torch.inference_mode(False), torch.enable_grad(), autocast:
+    if device.type == "cuda":
+        full_precision = torch.backends.cudnn.flags(enabled=True, benchmark=torch.backends.cudnn.benchmark,
+                                                    deterministic=torch.backends.cudnn.deterministic, allow_tf32=False)
+    with torch.inference_mode(False), torch.enable_grad(), autocast, full_precision:
         yield
 
 
