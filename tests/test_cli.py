@@ -96,6 +96,22 @@ def test_parallel_trials_give_the_sequential_results_and_run_order(reference, tm
         sqlite3.connect(out / "store.sqlite").execute(order).fetchall()
 
 
+def test_an_error_in_a_parallel_worker_is_one_line_and_exit_2(reference, tmp_path, capsys):
+    import shutil
+
+    _, out, _ = reference
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    db = sqlite3.connect(broken / "store.sqlite")
+    with db:  # forget run 1's last cycle: resuming it needs the checkpoint a finished run no longer keeps
+        for table in ("cycles", "metrics", "queries", "arrays"):
+            db.execute(f"DELETE FROM {table} WHERE run_id = 1 AND cycle = 2")
+    db.close()
+    assert main(["run", "--resume", "--out", str(broken), "--quiet", "--parallel-trials", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint of cycle 1" in err[0] and "Traceback" not in err[0]
+
+
 @pytest.mark.parametrize("parallel", [[], ["--parallel-trials", "2"]], ids=["sequential", "parallel"])
 def test_kill_9_and_resume_gives_the_uninterrupted_results(reference, tmp_path, parallel):
     npz, out, args = reference
