@@ -91,6 +91,7 @@ def train(
     forward = model if forward is None else forward
     optimizer, scheduler = make_optimizer(model, objective, cfg, settings)
     labels = labels.to(device)
+    indices = indices.to(device)  # batches are cut on the device: no copy from the host per step
     n = indices.numel()
     aug_gen = on_device(gen, device)
     model.train()
@@ -98,7 +99,7 @@ def train(
     objective.on_cycle_start(model)
     synced = [model, *objective.modules().values()]  # what the ranks keep equal under torchrun
     for epoch in range(cfg.epochs):
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen).to(device)  # drawn on the CPU (seeded), sent once per epoch
         for start in range(0, n, cfg.batch_size):
             batch = order[start : start + cfg.batch_size]
             if batch.numel() < 2 and n > 1:
@@ -106,7 +107,7 @@ def train(
             # the whole batch is drawn and augmented on every rank (the same random draws),
             # then each rank keeps its share: see distributed.batch_shard_positions
             x = inputs.train_batch(indices[batch], aug_gen)
-            y = labels[batch.to(device)]
+            y = labels[batch]
             share = distributed.batch_shard_positions(batch.numel())
             if share is not None:
                 x, y = x[share.to(device)], y[share.to(device)]
