@@ -141,3 +141,11 @@ def test_cuda_matches_cpu() -> None:
     out = k_center_greedy(cand.cuda(), lab.cuda(), 100)
     assert out.device.type == "cuda"
     assert out.cpu().tolist() == k_center_greedy(cand, lab, 100).tolist()
+
+
+def test_a_callers_autocast_does_not_lower_the_precision_of_the_distances() -> None:
+    g = torch.Generator().manual_seed(3)
+    cand, lab = torch.randn(3000, 64, generator=g) + 5.0, torch.randn(200, 64, generator=g) + 5.0
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what a query under mixed precision would do
+        mixed = k_center_greedy(cand, lab, 200)
+    assert torch.equal(mixed, k_center_greedy(cand, lab, 200))

@@ -309,14 +309,13 @@ class Experiment:
 
     def query(self, model, objective, acquisition, inputs, pool: Pool, s: Settings, trial: int, cycle: int,
               forward=None):
-        """Choose ``s.budget`` items (under bf16 autocast on CUDA); checks the acquisition kept the contract."""
+        """Choose ``s.budget`` items; checks the acquisition kept the contract."""
         candidates = pool.candidates(s.subset, generator(s.seed, "subset", trial, cycle))
         model.eval()
         objective.eval()
         ctx = QueryContext(model, objective, inputs, candidates.to(self.device), pool.labeled_indices(),
                            generator(s.seed, "query", trial, cycle), s.eval_batch_size, s, forward)
-        with performance.autocast(self.device):
-            selection = acquisition.select(ctx, s.budget)
+        selection = acquisition.select(ctx, s.budget)
         chosen = selection.indices.cpu().long()
         if distributed.active():
             # every rank chose the same items (same scores, same draws); rank 0's are sent anyway,

@@ -38,6 +38,13 @@ def autocast(device: torch.device):
     return nullcontext()
 
 
+def full_precision(device: torch.device):
+    """Autocast off, whatever the caller's context: for distances and scores that must be fp32."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
+
+
 def has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from .performance import full_precision
+
 __all__ = ["k_center_greedy"]
 
 _DEFAULT_CHUNK = 8192
@@ -106,7 +108,7 @@ def k_center_greedy(
         raise ValueError("features contain NaN or infinite values")
 
     m = lab.shape[0]
-    with torch.no_grad():
+    with torch.no_grad(), full_precision(device):  # bf16 distances would pick other points
         # Centre on the candidates' mean: ||a||^2 + ||b||^2 - 2ab loses precision when
         # the norms are large compared with the distances (e.g. post-ReLU features).
         mean = cand.mean(dim=0)

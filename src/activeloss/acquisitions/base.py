@@ -10,6 +10,7 @@ from torch import nn
 from .. import distributed
 from ..inputs import Inputs
 from ..objectives import Objective
+from ..performance import autocast
 
 
 @dataclass
@@ -27,12 +28,18 @@ class QueryContext:
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # calls model (compiled with --compile)
     _cache: dict = field(default_factory=dict)
 
+    def autocast(self):
+        """Mixed precision for the model's forward passes (bf16 on CUDA, nothing on CPU).  Only
+        forward passes: the scores, distances and k-means that follow stay in fp32."""
+        return autocast(self.inputs.device)
+
     @torch.no_grad()
     def logits(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the model for ``indices`` (default: the candidates), un-augmented inputs."""
         if indices is not None:
             forward = self.model if self.forward is None else self.forward
-            return torch.cat([forward(x).float() for x in self.inputs.batches(indices, self.batch_size)])
+            with self.autocast():
+                return torch.cat([forward(x).float() for x in self.inputs.batches(indices, self.batch_size)])
         if "logits" not in self._cache:  # several scores of one query share one pass over the candidates
             self._cache["logits"] = self.logits(self.candidates)
         return self._cache["logits"]
@@ -43,7 +50,8 @@ class QueryContext:
     @torch.no_grad()
     def features(self, indices: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate features (the input of the classifier)."""
-        return torch.cat([self.model.features(x).float() for x in self.inputs.batches(indices, self.batch_size)])
+        with self.autocast():
+            return torch.cat([self.model.features(x).float() for x in self.inputs.batches(indices, self.batch_size)])
 
 
 @dataclass

@@ -61,7 +61,8 @@ def mc_probs(ctx: QueryContext, passes: int | None = None) -> torch.Tensor:
         g = forked(ctx.generator, device)
         with dropout_only_train(model):
             for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size):
-                h = model.features(x).float()  # deterministic part, once per batch
+                with ctx.autocast():
+                    h = model.features(x).float()  # deterministic part, once per batch
                 keep = torch.rand((passes, *h.shape), generator=g, device=h.device) >= p
                 logits = linear(h.unsqueeze(0) * keep.to(h.dtype) * scale)
                 out.append(torch.softmax(logits.float(), dim=-1))
@@ -74,7 +75,8 @@ def mc_probs(ctx: QueryContext, passes: int | None = None) -> torch.Tensor:
             for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size):
                 for part in x.split(chunk):
                     reps = part.repeat(passes, *([1] * (part.dim() - 1)))
-                    logits = model(reps).float().view(passes, part.shape[0], -1)
+                    with ctx.autocast():
+                        logits = model(reps).float().view(passes, part.shape[0], -1)
                     out.append(torch.softmax(logits, dim=-1))
     probs = torch.cat(out, dim=1)
     ctx._cache[key] = probs

@@ -67,7 +67,8 @@ def gradient_embedding_factors(ctx: QueryContext) -> tuple[torch.Tensor, torch.T
     head, linear = split_classifier(ctx.model)
     a_parts, h_parts = [], []
     for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size):
-        h = head(ctx.model.features(x)).float()
+        with ctx.autocast():
+            h = head(ctx.model.features(x)).float()
         p = torch.softmax(linear(h).float(), dim=-1)
         a = p - F.one_hot(p.argmax(dim=-1), p.shape[-1]).to(p.dtype)
         if linear.bias is not None:

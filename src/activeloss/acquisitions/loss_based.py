@@ -15,8 +15,9 @@ def predicted_loss(ctx: QueryContext) -> torch.Tensor:
     out = []
     with tapped(ctx.model, names) as taps:
         for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size):
-            ctx.model(x)
-            out.append(ctx.objective.predict_loss(taps.outputs).float())
+            with ctx.autocast():
+                ctx.model(x)
+                out.append(ctx.objective.predict_loss(taps.outputs).float())
     return torch.cat(out)
 
 
