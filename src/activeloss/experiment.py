@@ -257,9 +257,7 @@ class Experiment:
                 given = self.oracle.label(chosen, trial) if main else None  # rank 0 alone asks the oracle
                 given = distributed.broadcast_object(given)
                 query_seconds = time.perf_counter() - t0
-                truth = self.data.y_train[chosen]
-                queried = list(zip(chosen.tolist(), scores.tolist() if scores is not None else [None] * len(chosen)))
-                new_labels = [(i, y, t, self.oracle.source) for i, y, t in zip(chosen.tolist(), given.tolist(), truth.tolist())]
+                queried, new_labels = self.query_rows(chosen, scores, given)
                 if not s.reinit and main:
                     self.save_checkpoint(run_id, cycle, model, objective)
             if main:
@@ -278,6 +276,14 @@ class Experiment:
         if main:
             store.set_status(run_id, "done")
         return result.accuracy, int(labeled.numel())
+
+    def query_rows(self, chosen: torch.Tensor, scores: torch.Tensor | None, given: torch.Tensor) -> tuple[list, list]:
+        """The store's rows for a query: (item, score) in order of preference, and
+        (item, label given, true label, source) for the labels it bought."""
+        items = chosen.tolist()
+        queried = list(zip(items, scores.tolist() if scores is not None else [None] * len(items)))
+        truth = self.data.y_train[chosen].tolist()
+        return queried, [(i, y, t, self.oracle.source) for i, y, t in zip(items, given.tolist(), truth)]
 
     def cycle_metrics(self, result: Evaluation, model: nn.Module, inputs: Inputs, pool: Pool, s: Settings,
                       trial: int, cycle: int) -> tuple[dict[str, float], dict[str, list]]:
