@@ -185,6 +185,8 @@ def _corrupt_folder(tmp_path: Path) -> str:
         (lambda t: ["--dataset", "digits", "--model", "alexnet"], "unknown model 'alexnet'"),
         (lambda t: ["--dataset", "digits", "--bogus-option"], "unrecognized arguments"),
         (lambda t: ["--dataset", "digits", "--config", str(t / "none.toml")], "does not exist"),
+        (lambda t: ["--dataset", "digits", "--parallel-trials", "0"], "--parallel-trials must be at least 1"),
+        (lambda t: ["--dataset", "digits", "--compile", "yes"], "unrecognized arguments"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2_and_writes_nothing(make_args, needle, tmp_path, capsys):
