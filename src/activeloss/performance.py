@@ -57,8 +57,16 @@ def memory_format(channels_last: bool | None, device: torch.device, image: bool)
 
 def forward_of(model: nn.Module, compile: bool) -> Callable[[torch.Tensor], torch.Tensor]:
     """What calls the model: the model itself, or its ``torch.compile`` wrapper (same parameters
-    and hooks, so taps and the optimizer see the very same tensors)."""
-    return torch.compile(model) if compile else model
+    and hooks, so taps and the optimizer see the very same tensors).
+
+    Each new model is compiled afresh: PyTorch's compile cache is shared by all instances of a
+    class and does not notice forward hooks (the taps) on a new instance, so a graph compiled for
+    an untapped model would silently skip a later model's taps.
+    """
+    if not compile:
+        return model
+    torch._dynamo.reset()
+    return torch.compile(model)
 
 
 @contextmanager
