@@ -75,7 +75,7 @@ class Settings:
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     eval_batch_size: int = _opt(1024, "batch size for evaluation and queries")
     channels_last: bool | None = _opt(None, "channels_last memory format for convolutional models (default: on for CUDA, off on CPU)")
-    compile: bool = _opt(False, "compile the model's forward pass with torch.compile (training, evaluation and queries); pays a warm-up per process")
+    compile: bool = _opt(False, "compile the model's forward pass with torch.compile (training, evaluation and queries); pays a warm-up for each new model")
     deterministic: bool = _opt(False, "bit-reproducible results on a GPU: deterministic kernels, no cuDNN autotuning (slower; CPU runs are deterministic anyway)")
     parallel_trials: int = _opt(1, "run up to N (strategy, trial) runs at once, each in its own process sharing the device; the results equal those of one at a time")
     test_fraction: float = _opt(0.2, "test share when a dataset has no test split")
