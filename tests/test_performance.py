@@ -145,3 +145,7 @@ def test_runs_under_deterministic_mode_equal_the_default_on_cpu(tiny_npz, tmp_pa
         performance.configure(torch.device("cpu"), deterministic=False)
     assert main([*args, "--out", str(tmp_path / "plain")]) == 0
     assert _rows(tmp_path / "det") == _rows(tmp_path / "plain")
+    # the GPU's default layout, on the CPU: every kind of query must work on channels_last batches
+    assert main([*args, "--strategies", "llal,dnal,badge,coreset,bald,ent-gradnorm,vaal", "--vae-width", "8",
+                 "--out", str(tmp_path / "last"), "--channels-last"]) == 0
+    assert len(_rows(tmp_path / "last")) == 7 * 2
