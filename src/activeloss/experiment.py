@@ -57,12 +57,15 @@ def initial_allowed(data: Dataset, s: Settings, trial: int) -> torch.Tensor | No
     return class_mask(data.y_train, classes)
 
 
-def set_threads(settings: Settings, device: torch.device) -> None:
-    """Apply ``--threads``; auto means one thread for the small models on CPU."""
+def set_threads(settings: Settings, device: torch.device, workers: int = 1) -> None:
+    """Apply ``--threads``; auto means one thread for the small models on CPU, and with
+    ``workers`` processes side by side an equal share of the cores each."""
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
     elif device.type == "cpu" and settings.model in ("cnn", "mlp"):
         torch.set_num_threads(1)
+    elif workers > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
 
 
 def dataset_fingerprint(data: Dataset) -> str:
@@ -194,8 +197,8 @@ class Experiment:
         """A new model, objective and taps; the same weights for every strategy of a trial and cycle."""
         torch.manual_seed(derive_seed(s.seed, "model", trial, cycle))
         model = models.build(s.model, self.data.num_classes, self.data.input_shape).to(self.device)
-        if performance.has_conv(model):
-            model.to(memory_format=performance.memory_format(s.channels_last, self.device, self.data.is_image))
+        # converts the 4-d (conv) weights only: nothing changes for a model without convolutions
+        model.to(memory_format=performance.memory_format(s.channels_last, self.device, self.data.is_image))
         objective = strategy.make_objective()
         tap_names = tuple(s.taps) if s.taps else tuple(getattr(model, "taps", ()))
         objective.setup(model, self.data.num_classes, tap_names, s, self.data.input_shape)

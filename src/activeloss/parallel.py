@@ -34,16 +34,6 @@ if TYPE_CHECKING:
 _worker: Experiment | None = None
 
 
-def worker_threads(s: Settings, device: torch.device, workers: int) -> int:
-    """CPU threads per worker: ``--threads`` as given, one for the small models on CPU,
-    else an equal share of the cores."""
-    if s.threads > 0:
-        return s.threads
-    if device.type == "cpu" and s.model in ("cnn", "mlp"):
-        return 1
-    return max(1, torch.get_num_threads() // workers)
-
-
 def _exit_with_parent(parent: int) -> None:
     """Stop this worker when the parent is gone (killed with -9, say): a resumed run must not
     race an orphan still writing the same run.  On Linux the kernel kills it at once; elsewhere
@@ -65,13 +55,13 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _start_worker(plan, out: str, oracle, threads: int) -> None:
+def _start_worker(plan, out: str, oracle, settings: Settings, workers: int) -> None:
     global _worker
-    from .experiment import Experiment
+    from .experiment import Experiment, set_threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     _exit_with_parent(os.getppid())
-    torch.set_num_threads(threads)
+    set_threads(settings, plan.device, workers)
     performance.configure(plan.device, plan.settings.deterministic)
     _worker = Experiment(plan, out, oracle=oracle, progress=False)
     _worker.write_csv = False  # the parent writes results.csv
@@ -92,10 +82,9 @@ def run_parallel(exp: Experiment, store: Store, units: list[tuple[Strategy, Sett
 
     for strategy, s, trial in units:  # run ids in the sequential order, whatever finishes first
         store.run_id(strategy.name, trial, s.to_dict())
-    threads = worker_threads(units[0][1], exp.device, workers)
     context = torch.multiprocessing.get_context("spawn")  # CUDA cannot live in a forked process
     shared = Plan(exp.plan.settings, exp.data, [], exp.device)  # its tensors travel through shared memory
-    pool = context.Pool(workers, initializer=_start_worker, initargs=(shared, str(exp.out), exp.oracle, threads))
+    pool = context.Pool(workers, initializer=_start_worker, initargs=(shared, str(exp.out), exp.oracle, units[0][1], workers))
     try:
         pending = [(strategy, trial, pool.apply_async(_run_unit, (strategy.name, s, trial))) for strategy, s, trial in units]
         while pending:

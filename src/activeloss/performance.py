@@ -1,7 +1,8 @@
 """The device fast path: memory format, autotuning, compilation, mixed precision.
 
-On a CUDA GPU a run by default uses cuDNN autotuning, the channels_last memory format for convolutional models (what tensor cores want) and bf16
-autocast (:func:`autocast`); data stays on the GPU as uint8 (:class:`~activeloss.inputs.Inputs`).
+On a CUDA GPU a run by default uses cuDNN autotuning, the channels_last memory format for
+convolutional models (what tensor cores want) and bf16 autocast around the model's forward
+passes (:func:`autocast`); data stays on the GPU as uint8 (:class:`~activeloss.inputs.Inputs`).
 ``--deterministic`` gives up autotuning and the non-deterministic kernels, so the same
 seed on the same device gives the same bits; ``--compile`` runs the forward pass through
 ``torch.compile``.  On CPU none of this changes results: runs are deterministic anyway.
@@ -43,10 +44,6 @@ def full_precision(device: torch.device):
     if device.type in ("cpu", "cuda"):
         return torch.autocast(device.type, enabled=False)
     return nullcontext()
-
-
-def has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def memory_format(channels_last: bool | None, device: torch.device, image: bool) -> torch.memory_format:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.modes import eval_mode
+from ..performance import full_precision
 
 NORMS = ("tensor_sum", "global")
 METHODS = ("auto", "hooks", "func", "loop")
@@ -144,14 +145,11 @@ def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
 def _grad_context(device: torch.device) -> Iterator[None]:
     """Gradients on, autocast and TF32 convolutions off, whatever the caller's context
     (queries run under ``no_grad`` and bf16 autocast on a GPU): the scores are exact fp32."""
-    autocast: contextlib.AbstractContextManager = contextlib.nullcontext()
-    full_precision: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if device.type in ("cpu", "cuda"):
-        autocast = torch.autocast(device_type=device.type, enabled=False)
+    no_tf32: contextlib.AbstractContextManager = contextlib.nullcontext()
     if device.type == "cuda":
-        full_precision = torch.backends.cudnn.flags(enabled=True, benchmark=torch.backends.cudnn.benchmark,
-                                                    deterministic=torch.backends.cudnn.deterministic, allow_tf32=False)
-    with torch.inference_mode(False), torch.enable_grad(), autocast, full_precision:
+        no_tf32 = torch.backends.cudnn.flags(enabled=True, benchmark=torch.backends.cudnn.benchmark,
+                                             deterministic=torch.backends.cudnn.deterministic, allow_tf32=False)
+    with torch.inference_mode(False), torch.enable_grad(), full_precision(device), no_tf32:
         yield
 
 
