@@ -42,3 +42,36 @@ def write_tiny_npz(path, n_train: int = 200, n_test: int = 60):
 @pytest.fixture
 def tiny_npz(tmp_path):
     return write_tiny_npz(tmp_path / "tiny.npz")
+
+
+def build_parts(name: str, data: Dataset, model: str = "cnn", taps=None, model_seed: int = 0, **settings):
+    """A strategy's model, objective, acquisition and task for ``data``, built as a learner
+    builds them (options resolved from ``settings`` over the defaults), without training."""
+    from types import SimpleNamespace
+
+    from activeloss.config import Settings
+    from activeloss.loop.plan import resolve_run
+    from activeloss.models import build
+    from activeloss.objectives import ModelInfo
+    from activeloss.strategies import get_strategy
+    from activeloss.tasks import make_task
+
+    strategy = get_strategy(name)
+    run = resolve_run(Settings.from_dict({"epochs": 4, "model": model, **settings}), strategy, data, None)
+    task = make_task(data.task)
+    torch.manual_seed(model_seed)
+    net = build(model, task.output_size(data), data.input_shape)
+    objective = strategy.make_objective(run.objective_options)
+    tap_names = tuple(taps) if taps is not None else tuple(getattr(net, "taps", ()))
+    objective.setup(net, ModelInfo(task, tap_names, data.input_shape, data.num_classes))
+    acquisition = strategy.make_acquisition(run.acquisition_options)
+    return SimpleNamespace(strategy=strategy, run=run, settings=run.settings, task=task, model=net,
+                           objective=objective, acquisition=acquisition, taps=tap_names)
+
+
+def make_context(parts, inputs, candidates, labeled, seed: int = 0, batch_size: int = 16):
+    """A QueryContext over ``parts`` (from :func:`build_parts`) with a seeded generator."""
+    from activeloss.acquisitions import QueryContext
+
+    return QueryContext(parts.model, parts.objective, inputs, candidates, labeled,
+                        torch.Generator().manual_seed(seed), batch_size, parts.task)

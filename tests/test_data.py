@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from activeloss.data import KINDS, Dataset, load_dataset
+from activeloss.data import READERS, Dataset, load_dataset
 from activeloss.data import images as images_mod
 from activeloss.errors import ActiveLossError, DataError
 
@@ -79,12 +79,13 @@ def save_image(path: Path, size: tuple[int, int] = (6, 5), mode: str = "RGB", va
     Image.new(mode, size, colour).save(path, format=fmt)
 
 
-# ---------------------------------------------------------------- spec parsing and KINDS
+# ---------------------------------------------------------------- spec parsing and READERS
 
 
-def test_kinds_lists_every_kind_with_a_description():
-    assert set(KINDS) == {"digits", "mnist", "cifar10", "cifar100", "svhn", "folder", "npz", "csv"}
-    assert all(isinstance(v, str) and v for v in KINDS.values())
+def test_readers_lists_every_kind_with_a_description():
+    assert set(READERS) == {"digits", "mnist", "cifar10", "cifar100", "svhn", "folder", "npz", "csv", "uci", "diabetes"}
+    assert all(isinstance(READERS.description(k), str) and READERS.description(k) for k in READERS)
+    assert all(isinstance(r.description, str) and r.description for _, r in READERS.items())
 
 
 def test_unknown_kind_names_the_choices():

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from activeloss.cli import main
 from activeloss.errors import ConfigError
 from activeloss.report import build_report, labels_to_reach, report
 from activeloss.store import CycleResult, Store
@@ -17,6 +16,13 @@ from activeloss.store import CycleResult, Store
 LABELED = [10, 20, 40]  # pool of 100 items: fractions 0.1, 0.2, 0.4
 DATASET = {"spec": "digits", "train": 100, "test": 20, "classes": ["zero", "one", "two"]}
 SQ2 = math.sqrt(2)
+
+
+def main(argv: list[str]) -> int:
+    """The CLI, imported when a test calls it: the report's own tests need only the store."""
+    from activeloss.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 def make_store(folder: Path, seed: int, runs: dict[tuple[str, int], list[float]], epochs: int = 5,
@@ -96,7 +102,8 @@ def test_combined_folders_pool_the_trials_of_each_seed(folder_a, tmp_path):
     assert (float(cell["mean"]), int(cell["n"]), cell["labeled"]) == (pytest.approx(0.45), 4, "10")
     assert float(cell["std"]) == pytest.approx(math.sqrt(0.05 / 3), abs=1e-5)
     reach = next(r for r in rows if r["kind"] == "reach" and r["strategy"] == "random")
-    assert (float(reach["mean"]), reach["n"], reach["trials"], reach["target"]) == (pytest.approx(100 / 3), "3", "4", "0.9")
+    assert (float(reach["mean"]), reach["n"], reach["trials"], reach["target"]) == (
+        pytest.approx(100 / 3), "3", "4", "0.9")
     aubc = next(r for r in rows if r["kind"] == "aubc" and r["strategy"] == "margin")
     assert float(aubc["mean"]) == pytest.approx(0.5) and aubc["n"] == "1"
     assert {r["kind"] for r in rows} == {"cycle", "aubc", "reach", "train_seconds", "query_seconds"}
@@ -156,14 +163,16 @@ def test_end_to_end_run_records_the_figures_data_and_reports_every_output(tmp_pa
             "--epochs", "1", "--initial", "30", "--budget", "10", "--batch-size", "16", "--quiet"]
     assert main([*args, "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "| cycle | labeled |" in text and "AUBC" in text and "ranking accuracy" in text and "seconds per cycle" in text
+    assert "| cycle | labeled |" in text and "AUBC" in text
+    assert "ranking accuracy" in text and "seconds per cycle" in text
 
     data = load_dataset("digits", seed=0)
     db = sqlite3.connect(out / "store.sqlite")
     import json
 
     arrays = {(r, c, n): json.loads(v) for r, c, n, v in db.execute("SELECT run_id, cycle, name, value FROM arrays")}
-    accuracy = dict(((r, c), v) for r, c, v in db.execute("SELECT run_id, cycle, value FROM metrics WHERE name = 'accuracy'"))
+    query = "SELECT run_id, cycle, value FROM metrics WHERE name = 'accuracy'"
+    accuracy = {(r, c): v for r, c, v in db.execute(query)}
     counts = [int((data.y_test == k).sum()) for k in range(10)]
     for (run, cycle), acc in accuracy.items():
         per_class = arrays[(run, cycle, "per_class_accuracy")]
@@ -177,7 +186,11 @@ def test_end_to_end_run_records_the_figures_data_and_reports_every_output(tmp_pa
     # the extra inference changes nothing: the same run without it gives the same results
     monkeypatch.setattr(diagnostics, "confidence_histograms", lambda *a, **k: {})
     assert main([*args, "--out", str(tmp_path / "plain")]) == 0
-    strip = lambda p: [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in csv.DictReader(open(p))]
+
+    def strip(path: Path) -> list[dict[str, str]]:
+        with open(path) as f:
+            return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in csv.DictReader(f)]
+
     assert strip(tmp_path / "plain" / "results.csv") == strip(out / "results.csv")
     capsys.readouterr()
 
@@ -195,3 +208,132 @@ def test_end_to_end_run_records_the_figures_data_and_reports_every_output(tmp_pa
     for name in ("curves", "time", "loss_prediction", "confidence", "per_class"):
         png = tmp_path / "figs" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000, name
+
+
+# -- regression: a lower-is-better metric in real units -------------------------------------
+REGRESSION_TASK = {"name": "regression", "metrics": [
+    {"name": "rmse", "higher_is_better": False, "percent": False, "description": "root mean squared error"},
+    {"name": "mae", "higher_is_better": False, "percent": False, "description": "mean absolute error"}]}
+# rmse per cycle; random is better (lower) at cycle 0, llal at cycles 1 and 2 and over the budget
+REGRESSION_RUNS = {("random", 0): [56.0, 55.0, 50.0], ("random", 1): [58.0, 57.0, 52.0],
+                   ("llal", 0): [60.0, 50.0, 45.0], ("llal", 1): [62.0, 52.0, 47.0]}
+
+
+def make_regression_store(folder: Path, runs: dict[tuple[str, int], list[float]] = REGRESSION_RUNS) -> Path:
+    """A finished 3-cycle regression run per (strategy, trial): the given RMSE, MAE = 0.8 x RMSE, and
+    llal's per-item test and predicted losses (the loss-prediction figure); no per-class array."""
+    folder.mkdir(parents=True)
+    store = Store.in_folder(folder)
+    store.set_meta("task", REGRESSION_TASK)
+    store.set_meta("dataset", {"spec": "diabetes", "train": 353, "test": 89, "classes": []})
+    store.set_meta("settings", {"seed": 0})
+    for (strategy, trial), rmses in runs.items():
+        run = store.run_id(strategy, trial, {"seed": 0, "cycles": 3})
+        for cycle, rmse in enumerate(rmses):
+            arrays = None
+            if strategy == "llal" and cycle == 2:
+                arrays = {"test_loss": [1.0, 40.0, 900.0, 2500.0], "predicted_loss": [2.0, 30.0, 700.0, 800.0]}
+            store.record_cycle(run, CycleResult(cycle, LABELED[cycle], 1.0, 0.5 if cycle < 2 else 0.0,
+                                                {"rmse": rmse, "mae": 0.8 * rmse}, arrays=arrays))
+    store.close()
+    return folder
+
+
+def _bold_columns(tex: str, first_cell: str) -> list[int]:
+    """Indices of the bold cells in the first LaTeX row that starts with ``first_cell``."""
+    row = next(line for line in tex.splitlines() if line.startswith(first_cell + " & "))
+    return [i for i, cell in enumerate(row.removesuffix(r" \\").split(" & ")) if cell.startswith(r"\textbf{")]
+
+
+def test_metric_info_reads_the_task_and_known_metrics():
+    from activeloss.report import metric_info
+
+    rmse = metric_info("rmse", REGRESSION_TASK)
+    assert (rmse.higher_is_better, rmse.percent, rmse.heading) == (False, False, "RMSE (lower is better)")
+    assert rmse.reached(55.0, 55.0) and rmse.reached(54.0, 55.0) and not rmse.reached(56.0, 55.0)
+    accuracy = metric_info("accuracy")  # a store written before tasks: classification
+    assert (accuracy.higher_is_better, accuracy.percent, accuracy.heading) == (True, True, "accuracy (%)")
+    ranking = metric_info("ranking_accuracy", REGRESSION_TASK)
+    assert (ranking.higher_is_better, ranking.percent) == (True, False)
+    assert metric_info("top5_accuracy").percent and not metric_info("dice").percent
+    assert metric_info("dice").higher_is_better
+
+
+def test_regression_report_defaults_to_rmse_and_bolds_the_lowest(tmp_path):
+    folder = make_regression_store(tmp_path / "reg")
+    tex = tmp_path / "r.tex"
+    result = build_report(folder, reach=[55.5, 47], latex=tex)  # no metric: the task's primary one
+    text = result.text
+    assert text.startswith("RMSE (lower is better), mean ± std over 2 trials")
+    assert "%" not in text.split("\n\n")[1]  # real units, not x100
+    # random: means 57, 56, 51; llal: 61, 51, 46 (std sqrt 2 everywhere)
+    assert "| 57.00 ± 1.41 |" in text and "| 61.00 ± 1.41 |" in text and "| 46.00 ± 1.41 |" in text
+    # AUBC random: trial 0 (0.1 x 55.5 + 0.2 x 52.5) / 0.3 = 53.5, trial 1 55.5; llal: 50 and 52
+    assert "54.50 ± 1.41" in text and "51.00 ± 1.41" in text
+    assert "MAE (lower is better)" in text and "| 45.60 ± 1.13 |" in text  # the task's other metric
+    # columns: cycle, labeled, random, llal; the lower mean is the best
+    assert _bold_columns(tex.read_text(), "0") == [2]
+    assert _bold_columns(tex.read_text(), "1") == [3]
+    assert _bold_columns(tex.read_text(), "AUBC") == [3]
+    # reach 55.5: random at 20 (55 <= 55.5) and 40 labels, llal at 20 and 20; reach 47 is at or below:
+    # llal trial 1 reaches exactly 47 at 40 labels, random never does
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| labels to")}
+    assert set(lines) == {"labels to 55.5", "labels to 47"}
+    assert "30 ± 14" in lines["labels to 55.5"] and "20 ± 0" in lines["labels to 55.5"]
+    assert "not reached" in lines["labels to 47"] and "40 ± 0 |" in lines["labels to 47"]
+    assert _bold_columns(tex.read_text(), "labels to 55.5") == [3]
+    with open(folder / "results.csv") as f:
+        assert next(csv.reader(f))[:6] == ["strategy", "trial", "cycle", "labeled", "rmse", "mae"]
+    names = sorted(p.name for p in result.files)
+    assert names == ["curves.png", "loss_prediction.png", "r.tex", "results.csv", "time.png"]
+
+
+def test_regression_reach_targets_and_summary_follow_the_direction(tmp_path):
+    folder = make_regression_store(tmp_path / "reg")
+    summary = tmp_path / "s.csv"
+    build_report(folder, tmp_path / "out", reach=[55.5], csv=summary)
+    with open(summary) as f:
+        rows = list(csv.DictReader(f))
+    reach = {r["strategy"]: r for r in rows if r["kind"] == "reach"}
+    assert (float(reach["random"]["mean"]), reach["random"]["n"], reach["random"]["target"]) == (30.0, "2", "55.5")
+    assert float(reach["llal"]["mean"]) == 20.0
+    assert {r["metric"] for r in rows if r["kind"] == "aubc"} == {"rmse", "mae"}
+    assert labels_to_reach({0: {"labeled": 10, "values": {(0, 0): 0.6}}, 1: {"labeled": 20, "values": {(0, 0): 0.4}}},
+                           0.5, higher_is_better=False) == ([20], 1)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="give the target RMSE as a finite number"):
+            build_report(folder, reach=[bad])
+    with pytest.raises(ConfigError, match="--metric accuracy: the runs recorded mae, rmse"):
+        build_report(folder, metric="accuracy")
+
+
+def test_classification_reach_stays_a_fraction(folder_a):
+    with pytest.raises(ConfigError, match=r"--reach 1.5: give the target accuracy as a fraction in \(0, 1\]"):
+        build_report(folder_a, reach=[1.5])
+    with pytest.raises(ConfigError, match="--metric rmse: the runs recorded accuracy, ranking_accuracy"):
+        build_report(folder_a, metric="rmse")
+
+
+def test_regression_curves_are_in_rmse_units_and_say_lower_is_better(tmp_path):
+    from activeloss.report import plot_curves
+    from activeloss.report.collect import open_collection
+
+    folder = make_regression_store(tmp_path / "reg")
+    with open_collection([folder]) as col:
+        assert col.task["name"] == "regression" and col.primary_metric == "rmse"
+        ax = plot_curves(col.rows, tmp_path / "curves.png", metric=col.metric("rmse"), reach=[55.5])
+    assert ax.get_ylabel() == "test RMSE (lower is better)"
+    lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+    assert lines["random"] == pytest.approx([57.0, 56.0, 51.0])  # not x100
+    assert any(ys == pytest.approx([55.5, 55.5]) for ys in lines.values())  # the target, in RMSE units
+    assert any(t.get_text() == "target 55.5" for t in ax.texts)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_combining_a_regression_and_a_classification_folder_fails_in_one_line(folder_a, tmp_path):
+    reg = make_regression_store(tmp_path / "reg")
+    with pytest.raises(ConfigError) as err:
+        build_report([reg, folder_a])
+    message = str(err.value)
+    assert "different tasks (regression vs classification)" in message
+    assert str(reg) in message and str(folder_a) in message and "\n" not in message

@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from activeloss.report import aubc, mean_std, table, write_results_csv
+from activeloss.report import aubc, mean_std, table
 from activeloss.store import CycleResult, Store
 
 
@@ -27,7 +27,7 @@ def test_results_rows_and_csv(tmp_path):
     for trial, acc in enumerate([0.5, 0.7]):
         run = store.run_id("llal", trial, {})
         store.record_cycle(run, CycleResult(0, 10, 2.0, 0.5, {"accuracy": acc, "ranking_accuracy": 0.6}))
-    write_results_csv(store, tmp_path / "results.csv")
+    store.write_results_csv(tmp_path / "results.csv")
     lines = (tmp_path / "results.csv").read_text().splitlines()
     assert lines[0] == "strategy,trial,cycle,labeled,accuracy,ranking_accuracy,train_seconds,query_seconds"
     assert lines[1].startswith("llal,0,0,10,0.5,0.6,2,0.5")

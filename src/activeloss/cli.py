@@ -6,38 +6,55 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 from typing import Any, Sequence
 
-from .config import EXECUTION_FIELDS, Settings, coerce, load_toml, settings_toml
+from . import __version__
+from .config import CORE_SPECS, DECLARED, EXECUTION_FIELDS, Settings, load_toml, settings_toml, spec_of
+from .config.options import Spec, coerce, declared_help
 from .errors import ActiveLossError, ConfigError
 
 EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake as one line, like every other error."""
+    """argparse that reports a usage mistake as one line, like every other error, and takes no
+    abbreviations (``--epoch 5`` is a mistake, not ``--epochs 5``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
+def _add_option(group: Any, spec: Spec, help_text: str) -> None:
+    if spec.kind == "bool":
+        group.add_argument(spec.flag, dest=spec.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    else:
+        metavar = "A,B,..." if spec.kind.startswith("list") else spec.name.upper()
+        group.add_argument(spec.flag, dest=spec.name, default=None, metavar=metavar, help=help_text)
+
+
 def _add_settings(parser: argparse.ArgumentParser) -> None:
-    for f in fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        kind = str(f.type)
-        help_text = f.metadata.get("help", "")
-        if kind.startswith("bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            metavar = "A,B,..." if kind.startswith("list") else f.name.upper()
-            parser.add_argument(flag, dest=f.name, default=None, metavar=metavar, help=help_text)
+    """Every declared setting as an option: the run's own by group, then each component's."""
+    groups: dict[str, Any] = {}
+    for spec in CORE_SPECS:
+        if spec.group not in groups:
+            groups[spec.group] = parser.add_argument_group(f"{spec.group} options")
+        _add_option(groups[spec.group], spec, spec.help)
+    components = parser.add_argument_group("objective and acquisition options (each applies to the strategies "
+                                           "whose components declare it)")
+    for name in sorted(DECLARED):
+        _add_option(components, DECLARED[name].spec, declared_help(name))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="activeloss", description="Deep active learning with loss prediction and its baselines.")
+    parser.add_argument("--version", action="version", version=f"activeloss {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="run an active-learning experiment", description="Run strategies x trials x cycles and report.")
+    run = sub.add_parser("run", help="run an active-learning experiment",
+                         description="Run strategies x trials x cycles and report.")
     run.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file (CLI options win)")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -50,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "time) and figures from one or several output folders. Folders are combined: a strategy "
                     "found in several folders must have the same settings there (its trials are pooled).")
     rep.add_argument("folders", nargs="+", metavar="DIR", help="output folders of activeloss run")
-    rep.add_argument("--metric", default="accuracy", help="metric of the main table, curves and --reach (default accuracy)")
-    rep.add_argument("--reach", type=float, action="append", default=[], metavar="ACC",
-                     help="add the labels needed to first reach ACC (a fraction, e.g. 0.9); repeatable")
+    rep.add_argument("--metric", default=None,
+                     help="metric of the main table, curves and --reach (default: the task's, accuracy or rmse)")
+    rep.add_argument("--reach", type=float, action="append", default=[], metavar="VALUE",
+                     help="add the labels needed to first reach VALUE (accuracy: a fraction such as 0.9; "
+                          "a lower-is-better metric such as rmse: at or below VALUE); repeatable")
     rep.add_argument("--cycle", type=int, default=None, metavar="N",
                      help="cycle of the per-class and confidence figures (default: the last cycle every strategy reached)")
     rep.add_argument("--out", default=None, metavar="DIR",
@@ -69,11 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: coerce(f.name, getattr(args, f.name)) for f in fields(Settings) if getattr(args, f.name) is not None}
+    names = [s.name for s in CORE_SPECS] + sorted(DECLARED)
+    return {n: coerce(spec_of(n), getattr(args, n), "the command line") for n in names if getattr(args, n) is not None}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import experiment
+    from . import loop
     from .report import report
 
     explicit = _explicit_settings(args)
@@ -91,24 +111,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         values.update(explicit)
         settings = Settings.from_dict(values, origin="the command line")  # a --preset fills what is left out
     if args.dry_run:
-        the_plan = experiment.plan(settings)  # loads the data: percentages need its size
+        the_plan = loop.plan(settings)  # loads the data: percentages need its size
         d = the_plan.data
         comments = [
             f"activeloss run --dry-run: the resolved settings{f' of preset {settings.preset}' if settings.preset else ''}",
-            f"on {d.name} ({d.x_train.shape[0]} train / {d.x_test.shape[0]} test, {d.num_classes} classes), device {the_plan.device};",
+            f"on {d.name} ({d.size} train / {d.x_test.shape[0]} test, {_targets(d)}), device {the_plan.device};",
             "nothing was trained or written. per_strategy tables hold what differs between strategies.",
         ]
-        print(settings_toml([(strategy.name, s) for strategy, s in the_plan.runs], comments), end="")
+        print(settings_toml([(run.name, run.record()) for run in the_plan.runs], comments), end="")
         return 0
 
-    def announce(plan) -> None:
+    def announce(plan: loop.Plan) -> None:
         if args.quiet:
             return
-        names = ", ".join(strategy.name for strategy, _ in plan.runs)
-        s = plan.runs[0][1]
+        names = ", ".join(run.name for run in plan.runs)
+        s = plan.runs[0].settings
         print(
-            f"activeloss: {plan.data.name} ({plan.data.x_train.shape[0]} train / {plan.data.x_test.shape[0]} test, "
-            f"{plan.data.num_classes} classes), model {s.model}, on {plan.device}"
+            f"activeloss: {plan.data.name} ({plan.data.size} train / {plan.data.x_test.shape[0]} test, "
+            f"{_targets(plan.data)}), {plan.data.task}, model {s.model}, on {plan.device}"
             f"{f', preset {s.preset}' if s.preset else ''}\n"
             f"  strategies: {names}\n  {s.trials} trials x {s.cycles} cycles: {s.initial} initial labels "
             f"+ {s.budget} per cycle, {s.epochs} epochs, subset {s.subset or 'whole pool'}, "
@@ -117,10 +137,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    from . import distributed
+    from .device import distributed
 
     try:
-        experiment.run(settings, resume=args.resume, progress=not args.quiet, on_plan=announce)
+        loop.run(settings, resume=args.resume, progress=not args.quiet, on_plan=announce)
     except ActiveLossError:  # raised on every rank alike (see distributed.on_main)
         distributed.shutdown()
         raise
@@ -161,19 +181,38 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_strategies(_args: argparse.Namespace) -> int:
     from .acquisitions import ACQUISITIONS
     from .objectives import OBJECTIVES
-    from .strategies import STRATEGIES
+    from .strategies import STRATEGIES, valid_pairs
+    from .tasks import TASKS, task_type
 
-    print("strategies (objective + acquisition):")
-    for s in STRATEGIES.values():
-        print(f"  {s.name:18s} {s.objective} + {s.acquisition}: {s.description}")
+    tasks = {name: task_type(name) for name in TASKS}
+    print("strategies (objective + acquisition) [tasks it works on; * = in the task's default comparison]:")
+    for s in STRATEGIES:
+        strategy = STRATEGIES.get(s)
+        works = [t for t, cls in tasks.items() if strategy.name in _valid(strategy, cls)]
+        marks = ", ".join(t + ("*" if t in strategy.main_for else "") for t in works)
+        print(f"  {s:18s} {strategy.objective} + {strategy.acquisition} [{marks}]: {strategy.description}")
     print("\nobjectives:")
-    for name, (_, text) in OBJECTIVES.items():
-        print(f"  {name:18s} {text}")
+    for name in OBJECTIVES:
+        print(f"  {name:18s} {OBJECTIVES.description(name)}")
     print("\nacquisitions:")
-    for name, (_, text) in ACQUISITIONS.items():
-        print(f"  {name:18s} {text}")
-    print("\nany OBJECTIVE+ACQUISITION pair is a strategy too, e.g. --strategies none+entropy")
+    for name in ACQUISITIONS:
+        print(f"  {name:18s} {ACQUISITIONS.description(name)}")
+    counts = ", ".join(f"{len(valid_pairs(cls))} for {t}" for t, cls in tasks.items())
+    print(f"\nany OBJECTIVE+ACQUISITION pair that fits the task is a strategy too ({counts}), "
+          "e.g. --strategies none+entropy")
     return 0
+
+
+def _valid(strategy: Any, task: Any) -> set[str]:
+    try:
+        strategy.check(task)
+    except ConfigError:
+        return set()
+    return {strategy.name}
+
+
+def _targets(data: Any) -> str:
+    return f"{data.num_classes} classes" if data.num_classes else "real-valued targets"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {"run": cmd_run, "report": cmd_report, "strategies": cmd_strategies, "presets": cmd_presets}[args.command]
         return handler(args)
     except ActiveLossError as exc:
-        from .distributed import is_main
+        from .device.distributed import is_main
 
         if is_main():  # under torchrun every rank stops with the same error; rank 0 says it
             print(f"activeloss: error: {exc}", file=sys.stderr)

@@ -1,21 +1,34 @@
 """The store: one SQLite database per output folder, the single source of truth.
 
-It holds the settings, one row per (strategy, trial) run, one row per finished
-cycle with its metrics, every queried item with its score and rank, and every
-label with the cycle that first used it and where it came from.  A cycle's
-metrics, its query and the labels it bought are written in one transaction, so a
-crash leaves either all of them or none, and a label is never lost or duplicated
-(``PRIMARY KEY (run_id, item)``).  It imports no model code.
+It holds the settings and the task, one row per (strategy, trial) run, one row per
+trained cycle with its metrics, every queried item with its score and rank, and every
+label with the cycle that first used it and where it came from.  A learner writes its
+steps one transaction each, in this order, so a crash between any two leaves a state it
+can continue from:
+
+1. **fit** - the cycle row (labeled count, train seconds), after the model's checkpoint;
+2. **evaluation** - the cycle's metrics and the small arrays the figures need;
+3. **query** - the ranked batch with its scores: until labels arrive it is *pending*
+   (queried, not yet labeled), and another process may supply them;
+4. **teach** - labels, for the next cycle (``PRIMARY KEY (run_id, item)``: a label is never
+   lost or recorded twice).
+
+Targets are stored as JSON values the task defines (a class index, a real number...).
+It imports no model code.
 """
 from __future__ import annotations
 
+import csv
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
+
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,8 +68,8 @@ CREATE TABLE IF NOT EXISTS labels (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     item INTEGER NOT NULL,
     cycle INTEGER NOT NULL,
-    label INTEGER NOT NULL,
-    true_label INTEGER,
+    label NOT NULL,
+    true_label,
     source TEXT NOT NULL,
     PRIMARY KEY (run_id, item)
 );
@@ -71,10 +84,21 @@ CREATE TABLE IF NOT EXISTS arrays (
 
 STORE_NAME = "store.sqlite"
 
+#: the columns of results.csv around the metrics
+RESULT_FIRST_COLUMNS = ["strategy", "trial", "cycle", "labeled"]
+RESULT_LAST_COLUMNS = ["train_seconds", "query_seconds"]
+#: keys of result rows that are bookkeeping, not metrics
+RESULT_INTERNAL = {"seed", "folder", "queried"}
+
+#: the task of a store written before tasks were recorded
+DEFAULT_TASK = {"name": "classification",
+                "metrics": [{"name": "accuracy", "higher_is_better": True, "percent": True, "description": ""}]}
+
 
 @dataclass
 class CycleResult:
-    """What one finished cycle writes, all at once."""
+    """A whole cycle at once (fit, evaluation, query, labels): for building or merging stores;
+    a learner writes the same rows one step at a time."""
 
     cycle: int
     labeled: int
@@ -82,8 +106,22 @@ class CycleResult:
     query_seconds: float
     metrics: dict[str, float]
     queried: Sequence[tuple[int, float | None]] = ()  # (item, score) in order of preference
-    new_labels: Sequence[tuple[int, int, int | None, str]] = ()  # (item, label, true label, source)
+    new_labels: Sequence[tuple[int, Any, Any, str]] = ()  # (item, label, true label, source)
     arrays: dict[str, list] | None = None  # small per-cycle arrays kept for plots
+
+
+def encode_value(value: Any) -> Any:
+    """A target as stored: numbers as SQLite numbers (a class index, a real value: readable in
+    SQL, exact), anything else (boxes, keypoints) as JSON text."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return json.dumps(value)
+
+
+def decode_value(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 class Store:
@@ -91,7 +129,8 @@ class Store:
         self.path = Path(path)
         # parallel workers take turns writing; a writer waits for the lock rather than failing
         self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=120)
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        if str(path) != ":memory:":
+            self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
 
@@ -99,9 +138,19 @@ class Store:
     def in_folder(cls, folder: str | Path) -> "Store":
         return cls(Path(folder) / STORE_NAME)
 
+    @classmethod
+    def in_memory(cls) -> "Store":
+        """A store that lives only as long as the object (a learner without an output folder)."""
+        return cls(":memory:")
+
     @staticmethod
     def exists_in(folder: str | Path) -> bool:
         return (Path(folder) / STORE_NAME).is_file()
+
+    @property
+    def folder(self) -> Path | None:
+        """The output folder, or None for an in-memory store."""
+        return None if str(self.path) == ":memory:" else self.path.parent
 
     def close(self) -> None:
         self.conn.close()
@@ -113,6 +162,10 @@ class Store:
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+    def task(self) -> dict[str, Any]:
+        """The task's name and metrics (with their direction), as the learner recorded them."""
+        return self.get_meta("task") or DEFAULT_TASK
 
     # -- runs -------------------------------------------------------------
     def run_id(self, strategy: str, trial: int, settings: dict[str, Any]) -> int:
@@ -131,31 +184,97 @@ class Store:
         return [dict(id=r[0], strategy=r[1], trial=r[2], settings=json.loads(r[3]), status=r[4]) for r in rows]
 
     def count_cycles(self) -> int:
-        """Finished cycles of all runs (progress of parallel workers)."""
+        """Trained cycles of all runs."""
         return self.conn.execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
 
+    def count_evaluated(self) -> int:
+        """Evaluated cycles of all runs (the progress of an experiment)."""
+        return self.conn.execute("SELECT COUNT(*) FROM (SELECT DISTINCT run_id, cycle FROM metrics)").fetchone()[0]
+
     def finished_cycles(self, run_id: int) -> list[int]:
+        """The run's trained cycles, in order."""
         return [r[0] for r in self.conn.execute("SELECT cycle FROM cycles WHERE run_id = ? ORDER BY cycle", (run_id,))]
 
-    # -- labels -------------------------------------------------------------
-    def add_labels(self, run_id: int, cycle: int, labels: Iterable[tuple[int, int, int | None, str]]) -> None:
-        """Record labels outside a cycle (the initial set), in one transaction."""
+    def evaluated(self, run_id: int, cycle: int) -> bool:
+        row = self.conn.execute("SELECT 1 FROM metrics WHERE run_id = ? AND cycle = ? LIMIT 1", (run_id, cycle))
+        return row.fetchone() is not None
+
+    # -- the learner's steps ----------------------------------------------
+    def record_fit(self, run_id: int, cycle: int, labeled: int, train_seconds: float) -> None:
+        """Step 1: cycle ``cycle`` is trained (its checkpoint is already on disk)."""
+        with self._transaction():
+            self.conn.execute("INSERT INTO cycles VALUES (?, ?, ?, ?, ?, ?)",
+                              (run_id, cycle, labeled, train_seconds, 0.0, time.time()))
+
+    def record_evaluation(self, run_id: int, cycle: int, metrics: dict[str, float],
+                          arrays: dict[str, list] | None = None) -> None:
+        """Step 2: the metrics of a trained cycle (replaced if evaluated again) and its arrays."""
+        with self._transaction():
+            self._insert_evaluation(run_id, cycle, metrics, arrays, replace=True)
+
+    def record_query(self, run_id: int, cycle: int, queried: Sequence[tuple[int, float | None]],
+                     seconds: float) -> None:
+        """Step 3: a ranked batch queried after ``cycle``'s training, pending until taught.
+
+        A second query in the same cycle continues the ranks (it extends the batch).
+        """
+        with self._transaction():
+            start = self.conn.execute("SELECT COUNT(*) FROM queries WHERE run_id = ? AND cycle = ?",
+                                      (run_id, cycle)).fetchone()[0]
+            self._insert_queries(run_id, cycle, queried, start)
+            self.conn.execute("UPDATE cycles SET query_seconds = query_seconds + ? WHERE run_id = ? AND cycle = ?",
+                              (seconds, run_id, cycle))
+
+    def add_labels(self, run_id: int, cycle: int, labels: Iterable[tuple[int, Any, Any, str]]) -> None:
+        """Step 4: labels (item, label, true label or None, source) for training cycle ``cycle``, in
+        one transaction; an item labeled twice fails the whole call."""
         with self._transaction():
             self._insert_labels(run_id, cycle, labels)
 
-    def _insert_labels(self, run_id: int, cycle: int, labels) -> None:
+    def _insert_evaluation(self, run_id: int, cycle: int, metrics: dict[str, float],
+                           arrays: dict[str, list] | None, replace: bool = False) -> None:
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        self.conn.executemany(f"{verb} INTO metrics VALUES (?, ?, ?, ?)",
+                              [(run_id, cycle, k, float(v)) for k, v in metrics.items()])
+        for name, values in (arrays or {}).items():
+            self.conn.execute(f"{verb} INTO arrays VALUES (?, ?, ?, ?)", (run_id, cycle, name, json.dumps(values)))
+
+    def _insert_queries(self, run_id: int, cycle: int, queried: Sequence[tuple[int, float | None]], start: int = 0) -> None:
         self.conn.executemany(
-            "INSERT INTO labels (run_id, item, cycle, label, true_label, source) VALUES (?, ?, ?, ?, ?, ?)",
-            [(run_id, int(i), cycle, int(y), None if t is None else int(t), s) for i, y, t, s in labels],
+            "INSERT INTO queries VALUES (?, ?, ?, ?, ?)",
+            [(run_id, cycle, start + rank, int(item), None if score is None else float(score))
+             for rank, (item, score) in enumerate(queried)],
         )
 
-    def labels(self, run_id: int) -> list[tuple[int, int, int]]:
-        """(item, label, cycle) of every label of the run."""
-        return self.conn.execute(
+    def _insert_labels(self, run_id: int, cycle: int, labels: Iterable[tuple[int, Any, Any, str]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO labels (run_id, item, cycle, label, true_label, source) VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, int(i), cycle, encode_value(y), encode_value(t), s) for i, y, t, s in labels],
+        )
+
+    # -- reading a run's state -----------------------------------------------
+    def labels(self, run_id: int) -> list[tuple[int, Any, int]]:
+        """(item, label, cycle) of every label of the run, labels decoded."""
+        rows = self.conn.execute(
             "SELECT item, label, cycle FROM labels WHERE run_id = ? ORDER BY cycle, item", (run_id,)
         ).fetchall()
+        return [(item, decode_value(label), cycle) for item, label, cycle in rows]
 
-    # -- cycles -------------------------------------------------------------
+    def queried(self, run_id: int, cycle: int) -> list[tuple[int, float | None]]:
+        """(item, score) of the batch queried after ``cycle``, in rank order."""
+        return self.conn.execute("SELECT item, score FROM queries WHERE run_id = ? AND cycle = ? ORDER BY rank",
+                                 (run_id, cycle)).fetchall()
+
+    def pending(self, run_id: int) -> list[tuple[int, int, float | None]]:
+        """(cycle, item, score) of every queried item of the run that has no label yet, in
+        query order: the batch waiting for an oracle or a person."""
+        return self.conn.execute(
+            "SELECT q.cycle, q.item, q.score FROM queries q WHERE q.run_id = ? AND NOT EXISTS "
+            "(SELECT 1 FROM labels l WHERE l.run_id = q.run_id AND l.item = q.item) ORDER BY q.cycle, q.rank",
+            (run_id,),
+        ).fetchall()
+
+    # -- a whole cycle --------------------------------------------------------
     def record_cycle(self, run_id: int, result: CycleResult) -> None:
         """Write a finished cycle, its query and the labels it bought (for the next cycle) atomically."""
         with self._transaction():
@@ -163,20 +282,9 @@ class Store:
                 "INSERT INTO cycles VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, result.cycle, result.labeled, result.train_seconds, result.query_seconds, time.time()),
             )
-            self.conn.executemany(
-                "INSERT INTO metrics VALUES (?, ?, ?, ?)",
-                [(run_id, result.cycle, k, float(v)) for k, v in result.metrics.items()],
-            )
-            self.conn.executemany(
-                "INSERT INTO queries VALUES (?, ?, ?, ?, ?)",
-                [(run_id, result.cycle, rank, int(item), None if score is None else float(score))
-                 for rank, (item, score) in enumerate(result.queried)],
-            )
+            self._insert_evaluation(run_id, result.cycle, result.metrics, result.arrays)
+            self._insert_queries(run_id, result.cycle, result.queried)
             self._insert_labels(run_id, result.cycle + 1, result.new_labels)
-            for name, values in (result.arrays or {}).items():
-                self.conn.execute(
-                    "INSERT INTO arrays VALUES (?, ?, ?, ?)", (run_id, result.cycle, name, json.dumps(values))
-                )
 
     def array(self, run_id: int, cycle: int, name: str) -> list | None:
         row = self.conn.execute(
@@ -201,6 +309,11 @@ class Store:
             out.append(row)
         return out
 
+    def write_results_csv(self, path: str | Path) -> None:
+        """``results.csv``: one row per (strategy, trial, cycle), the task's primary metric first."""
+        primary = [m["name"] for m in self.task().get("metrics", [])[:1]]
+        write_rows_csv(self.results(), path, primary=primary)
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -210,3 +323,31 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+
+def write_rows_csv(rows: list[dict[str, Any]], path: str | Path, extra: Sequence[str] = (),
+                   primary: Sequence[str] = ("accuracy",)) -> None:
+    """``strategy, trial, cycle, labeled, <metrics>, train_seconds, query_seconds, <extra>``, written to a
+    temporary file and renamed, so it is never half-written.  ``primary`` metrics come first."""
+    metric_names: list[str] = []
+    for row in rows:
+        for key in row:
+            if (key not in RESULT_FIRST_COLUMNS + RESULT_LAST_COLUMNS and key not in RESULT_INTERNAL
+                    and key not in metric_names):
+                metric_names.append(key)
+    metric_names.sort(key=lambda k: (k not in primary, k))
+    columns = RESULT_FIRST_COLUMNS + metric_names + RESULT_LAST_COLUMNS + list(extra)
+    path = Path(path)
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(row.get(k)) for k in columns})
+    os.replace(tmp, path)
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value

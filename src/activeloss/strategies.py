@@ -1,18 +1,25 @@
 """Strategies: named (objective, acquisition) pairs with their protocol defaults.
 
 ``llal`` is the loss-prediction objective with the predicted-loss acquisition,
-``ent-gradnorm`` no objective with the gradient-norm acquisition, and so on.  Any
-pair also works by name: ``lossnet+entropy`` trains a loss-prediction module and
-queries by entropy.
+``ent-gradnorm`` no objective with the gradient-norm acquisition, and so on.  Any pair also
+works by name: ``lossnet+entropy`` trains a loss-prediction module and queries by entropy.
+Whether a pair works for a task is decided by what each half needs (class probabilities,
+a loss predictor...), so an impossible pair is refused with one line before a run starts.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from .acquisitions import ACQUISITIONS, Acquisition, make_acquisition
+from .acquisitions import ACQUISITIONS, Acquisition
+from .config import Settings
+from .config.options import check, make, relative, specs_of
 from .errors import ConfigError
-from .objectives import OBJECTIVES, Objective, make_objective
+from .objectives import OBJECTIVES, Objective
+from .registry import Registry
+from .tasks import Task, check_offers
+
+CLASSIFICATION, REGRESSION = "classification", "regression"
 
 
 @dataclass(frozen=True)
@@ -22,23 +29,76 @@ class Strategy:
     acquisition: str
     description: str = ""
     reference: str = ""
-    #: settings this strategy fills when the run leaves them unset (e.g. DNAL: reinit, whole pool)
+    #: settings this strategy fills when the run leaves them unset (e.g. DNAL: reinit, whole pool);
+    #: the run's own settings and its components' options alike
     defaults: dict[str, Any] = field(default_factory=dict)
-    #: part of the default comparison of ``activeloss run``
-    in_main: bool = True
+    #: the tasks whose default comparison (``activeloss run`` without --strategies) includes it
+    main_for: tuple[str, ...] = (CLASSIFICATION,)
 
-    def make_objective(self) -> Objective:
-        return make_objective(self.objective)
+    @property
+    def objective_type(self) -> type[Objective]:
+        return OBJECTIVES.get(self.objective)
 
-    def make_acquisition(self) -> Acquisition:
-        return make_acquisition(self.acquisition)
+    @property
+    def acquisition_type(self) -> type[Acquisition]:
+        return ACQUISITIONS.get(self.acquisition)
+
+    def check(self, task: type[Task] | Task) -> None:
+        """One ConfigError line when this pair cannot work on ``task``."""
+        _check_pair(self.name, self)
+        check_offers(task, self.objective_type.needs, f"{self.name!r}: the {self.objective} objective",
+                     lambda: [o for o, cls in OBJECTIVES.items() if cls.needs <= task.offers])
+        check_offers(task, self.acquisition_type.needs, f"{self.name!r}: the {self.acquisition} acquisition",
+                     lambda: [a for a, cls in ACQUISITIONS.items() if cls.needs <= task.offers])
+
+    def options(self, s: Settings) -> tuple[Any, Any, dict[str, Any]]:
+        """The objective's and the acquisition's options for the resolved run ``s`` (given values,
+        then this strategy's defaults, then each component's own; percentages of --epochs and
+        --lr resolved), and all of them flat."""
+        flat: dict[str, Any] = {}
+        built = []
+        for component, cls in ((self.objective, self.objective_type), (self.acquisition, self.acquisition_type)):
+            values = {}
+            for spec in specs_of(cls.Options):
+                value = s.options.get(spec.name, self.defaults.get(spec.name, spec.default))
+                if spec.percent_of == "epochs":
+                    value = relative(value, float(s.epochs or 0), integer=True)
+                elif spec.percent_of == "lr":
+                    value = relative(value, float(s.lr or 0), integer=False)
+                check(spec, value)
+                values[spec.name] = value
+            flat.update(values)
+            built.append(make(cls.Options, values))
+        return built[0], built[1], flat
+
+    def make_objective(self, options: Any = None) -> Objective:
+        return self.objective_type(options)
+
+    def make_acquisition(self, options: Any = None) -> Acquisition:
+        return self.acquisition_type(options)
 
 
-STRATEGIES: dict[str, Strategy] = {}
+def _check_pair(name: str, strategy: Strategy) -> None:
+    need = strategy.acquisition_type.requires
+    if need and not getattr(strategy.objective_type, need, False):
+        able = ", ".join(n for n, cls in OBJECTIVES.items() if getattr(cls, need, False))
+        what = {"predicts_loss": "a loss-prediction module", "has_discriminator": "a VAE and discriminator"}.get(need, need)
+        raise ConfigError(f"{name!r}: the {strategy.acquisition} acquisition needs an objective with {what} ({able})")
+
+
+def _check_registered(name: str, strategy: Strategy) -> None:
+    for kind, registry, part in (("objective", OBJECTIVES, strategy.objective),
+                                 ("acquisition", ACQUISITIONS, strategy.acquisition)):
+        if part not in registry:
+            raise ConfigError(f"strategy {name!r}: unknown {kind} {part!r}")
+    _check_pair(name, strategy)
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy", on_register=_check_registered)
 
 
 def register(strategy: Strategy) -> Strategy:
-    STRATEGIES[strategy.name] = strategy
+    STRATEGIES.register(strategy.name, strategy, strategy.description)
     return strategy
 
 
@@ -46,43 +106,57 @@ def get_strategy(name: str) -> Strategy:
     """A registered strategy, or an ``OBJECTIVE+ACQUISITION`` pair built on the fly."""
     name = name.strip()
     if name in STRATEGIES:
-        return STRATEGIES[name]
+        return STRATEGIES.get(name)
     if "+" in name:
         objective, acquisition = (part.strip() for part in name.split("+", 1))
         if objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {objective!r} in {name!r}; choose one of {', '.join(OBJECTIVES)}")
         if acquisition not in ACQUISITIONS:
             raise ConfigError(f"unknown acquisition {acquisition!r} in {name!r}; choose one of {', '.join(ACQUISITIONS)}")
-        need = ACQUISITIONS[acquisition][0]().requires
-        if need and not getattr(OBJECTIVES[objective][0], need, False):
-            able = ", ".join(n for n, (f, _) in OBJECTIVES.items() if getattr(f, need, False))
-            what = {"predicts_loss": "a loss-prediction module", "has_discriminator": "a VAE and discriminator"}.get(need, need)
-            raise ConfigError(f"{name!r}: the {acquisition} acquisition needs an objective with {what} ({able})")
-        return Strategy(name, objective, acquisition, f"{objective} objective with {acquisition} acquisition")
+        strategy = Strategy(name, objective, acquisition, f"{objective} objective with {acquisition} acquisition")
+        _check_pair(name, strategy)
+        return strategy
     raise ConfigError(
         f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}, or OBJECTIVE+ACQUISITION "
         f"(objectives: {', '.join(OBJECTIVES)}; acquisitions: {', '.join(ACQUISITIONS)})"
     )
 
 
-def main_comparison() -> list[str]:
-    """The strategies ``activeloss run`` compares when none are named."""
-    return [s.name for s in STRATEGIES.values() if s.in_main]
+def main_comparison(task: str = CLASSIFICATION) -> list[str]:
+    """The strategies ``activeloss run`` compares on ``task`` when none are named."""
+    return [name for name, s in STRATEGIES.items() if task in s.main_for]
 
 
-register(Strategy("random", "none", "random", "uniform random choice: the baseline every method must beat"))
+def valid_pairs(task: type[Task] | Task) -> list[str]:
+    """Every ``OBJECTIVE+ACQUISITION`` pair that works on ``task`` (for contract tests and listings)."""
+    out = []
+    for objective in OBJECTIVES:
+        for acquisition in ACQUISITIONS:
+            strategy = Strategy(f"{objective}+{acquisition}", objective, acquisition)
+            try:
+                strategy.check(task)
+            except ConfigError:
+                continue
+            out.append(strategy.name)
+    return out
+
+
+BOTH = (CLASSIFICATION, REGRESSION)
+
+register(Strategy("random", "none", "random", "uniform random choice: the baseline every method must beat",
+                  main_for=BOTH))
 register(Strategy("entropy", "none", "entropy", "highest predictive entropy"))
 register(Strategy("margin", "none", "margin", "smallest margin between the two most likely classes"))
 register(Strategy("least-confidence", "none", "least-confidence", "lowest top-class probability"))
 register(Strategy(
     "llal", "lossnet", "predicted-loss",
     "Learning Loss: a module trained with the pairwise ranking loss predicts each item's loss; query the highest",
-    "Yoo and Kweon, Learning Loss for Active Learning, CVPR 2019",
+    "Yoo and Kweon, Learning Loss for Active Learning, CVPR 2019", main_for=BOTH,
 ))
 register(Strategy(
     "llal-mse", "lossnet-mse", "predicted-loss",
     "the Learning Loss ablation with an MSE module loss (lambda 0.1); worse than ranking in the paper",
-    "Yoo and Kweon, CVPR 2019, section 4", defaults={"loss_weight": 0.1}, in_main=False,
+    "Yoo and Kweon, CVPR 2019, section 4", main_for=(REGRESSION,),
 ))
 register(Strategy(
     "lplgrad", "lossnet", "gradnorm",
@@ -97,15 +171,15 @@ register(Strategy(
 register(Strategy(
     "dnal", "double-branch", "predicted-loss",
     "double branch: the module learns a lagged target network's loss; query the whole pool, retrain each cycle",
-    "Fang, Xu and Tang, DNAL, 2021 (reconstruction, METHODS.md section 5)",
-    # the paper's VGG16 settings: lr 0.01 (module 0.001), batch 64; its ResNet-18 variant used --lr 0.1
-    defaults={"reinit": True, "subset": 0, "lr": 0.01, "batch_size": 64, "lossnet_lr_ratio": 0.1,
-              "stop_gradient_fraction": 0.8},
+    "Fang, Xu and Tang, DNAL, 2021 (a reconstruction)",
+    # the paper's VGG16 settings: lr 0.01 (module 0.001: the objective's 10%), batch 64; its ResNet-18 used --lr 0.1
+    defaults={"reinit": True, "subset": 0, "lr": 0.01, "batch_size": 64},
 ))
 register(Strategy(
     "coreset", "none", "coreset",
     "k-center greedy over the penultimate features, with every labeled item as a centre",
     "Sener and Savarese, Active Learning for Convolutional Neural Networks: A Core-Set Approach, ICLR 2018",
+    main_for=BOTH,
 ))
 register(Strategy(
     "bald", "mc-dropout", "bald",
@@ -115,7 +189,13 @@ register(Strategy(
 register(Strategy(
     "mc-entropy", "mc-dropout", "mc-entropy",
     "dropout before the classifier; query the highest entropy of the mean of --mc-passes dropout passes",
-    "Gal, Islam and Ghahramani, ICML 2017 (max-entropy acquisition)", in_main=False,
+    "Gal, Islam and Ghahramani, ICML 2017 (max-entropy acquisition)", main_for=(),
+))
+register(Strategy(
+    "mc-variance", "mc-dropout", "mc-variance",
+    "dropout before the last layer; query the highest predictive variance over --mc-passes dropout passes",
+    "Gal and Ghahramani, Dropout as a Bayesian Approximation, ICML 2016 (MC-dropout for regression)",
+    main_for=(REGRESSION,),
 ))
 register(Strategy(
     "badge", "none", "badge",
@@ -125,11 +205,11 @@ register(Strategy(
 register(Strategy(
     "vaal", "vaal", "vaal",
     "a VAE and a discriminator trained adversarially on labeled and unlabeled items; query the lowest D(mu)",
-    "Sinha, Ebrahimi and Darrell, Variational Adversarial Active Learning, ICCV 2019", in_main=False,
+    "Sinha, Ebrahimi and Darrell, Variational Adversarial Active Learning, ICCV 2019", main_for=(),
 ))
 register(Strategy(
     "sraal", "sraal", "sraal",
     "VAAL with a supervised head and unlabeled discriminator targets 1 - OUI of the task model; query the lowest D(mu)",
     "Zhang et al., State-Relabeling Adversarial Active Learning, CVPR 2020 (random initial pool, not k-center)",
-    in_main=False,
+    main_for=(),
 ))

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import QueryContext, ScoreAcquisition
-
-
-@torch.no_grad()
-def discriminator_score(ctx: QueryContext) -> torch.Tensor:
-    objective = ctx.objective
-    return torch.cat([-objective.discriminator_logits(x) for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size)])
+from .base import ACQUISITIONS, QueryContext, ScoreAcquisition
 
 
 class DiscriminatorAcquisition(ScoreAcquisition):
@@ -23,5 +17,17 @@ class DiscriminatorAcquisition(ScoreAcquisition):
 
     requires = "has_discriminator"
 
-    def __init__(self, name: str = "vaal") -> None:
-        super().__init__(name, discriminator_score)
+    @torch.no_grad()
+    def score(self, ctx: QueryContext) -> torch.Tensor:
+        logits = ctx.objective.discriminator_logits  # type: ignore[attr-defined]  # objectives with a discriminator
+        return torch.cat([-logits(x) for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size)])
+
+
+class SRAALAcquisition(DiscriminatorAcquisition):
+    """VAAL's rule on SRAAL's state-relabeled discriminator."""
+
+
+ACQUISITIONS.register("vaal", DiscriminatorAcquisition,
+                      "lowest discriminator score D(mu) of the objective's VAE latent (VAAL; needs vaal or sraal)")
+ACQUISITIONS.register("sraal", SRAALAcquisition,
+                      "lowest discriminator score D(mu), as vaal, on SRAAL's state-relabeled discriminator")

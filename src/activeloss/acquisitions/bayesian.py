@@ -1,4 +1,5 @@
-"""MC-Dropout acquisitions: BALD and the entropy of the mean prediction (METHODS.md section 7).
+"""MC-Dropout acquisitions: BALD and the entropy of the mean prediction (classification), the
+predictive variance (regression).
 
 T = ``--mc-passes`` (default 10) stochastic passes with **only the dropout modules** in
 train mode; BatchNorm and everything else stay in eval mode (one public implementation
@@ -22,31 +23,39 @@ forked and seeded from it), so a query is reproducible and leaves the global RNG
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .. import scoring
+from ..config.options import option
+from ..models.heads import features_of, split_classifier
 from ..models.modes import eval_mode
+from ..objectives.dropout import DropoutOptions, dropout_modules, inserted_dropout
 from ..seeding import forked
-from ..objectives.dropout import dropout_modules, inserted_dropout, split_classifier
-from .base import QueryContext, ScoreAcquisition
-
-DEFAULT_PASSES = 10
-DEFAULT_DROPOUT = 0.5
+from ..tasks import PROBABILITIES, VALUES
+from .base import ACQUISITIONS, QueryContext, ScoreAcquisition
 
 
-def dropout_only_train(model: nn.Module):
+@dataclass(frozen=True)
+class MCDropoutOptions(DropoutOptions):
+    mc_passes: int = option(10, "stochastic dropout passes of the MC-Dropout acquisitions (bald, mc-entropy, "
+                            "mc-variance)", at_least=1)
+
+
+def dropout_only_train(model: nn.Module):  # type: ignore[no-untyped-def]
     """Eval mode everywhere except the dropout modules (train mode); modes restored on exit."""
     return eval_mode(model, keep_training=dropout_modules(model))
 
 
 @torch.no_grad()
-def mc_probs(ctx: QueryContext, passes: int | None = None) -> torch.Tensor:
-    """Softmax of T stochastic passes over the candidates, shape (T, N, C)."""
-    if passes is None:
-        passes = int(getattr(ctx.settings, "mc_passes", None) or DEFAULT_PASSES)
-    key = ("mc_probs", passes)
+def mc_outputs(ctx: QueryContext, passes: int, fallback_p: float, kind: str,
+               transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``transform`` of T stochastic passes over the candidates, shape (T, N, ...); cached per
+    ``kind`` (``"probs"``, ``"values"``) so several scores of one query share the passes."""
+    key = ("mc", kind, passes)
     if key in ctx._cache:
         return ctx._cache[key]
     model = ctx.model
@@ -54,18 +63,18 @@ def mc_probs(ctx: QueryContext, passes: int | None = None) -> torch.Tensor:
     drop = inserted_dropout(model)
     out = []
     if drop is not None or not dropout_modules(model):
-        fallback = getattr(ctx.settings, "dropout", None)
-        p = drop.p if drop is not None else float(DEFAULT_DROPOUT if fallback is None else fallback)
+        p = drop.p if drop is not None else fallback_p
         _, linear = split_classifier(model)
+        embed = features_of(model)
         scale = 1.0 / (1.0 - p) if p < 1 else 0.0
         g = forked(ctx.generator, device)
         with dropout_only_train(model):
             for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size):
                 with ctx.autocast():
-                    h = model.features(x).float()  # deterministic part, once per batch
+                    h = embed(x).float()  # deterministic part, once per batch
                 keep = torch.rand((passes, *h.shape), generator=g, device=h.device) >= p
                 logits = linear(h.unsqueeze(0) * keep.to(h.dtype) * scale)
-                out.append(torch.softmax(logits.float(), dim=-1))
+                out.append(transform(logits.float()))
     else:
         seed = int(torch.randint(2**62, (1,), generator=ctx.generator))
         devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
@@ -77,25 +86,62 @@ def mc_probs(ctx: QueryContext, passes: int | None = None) -> torch.Tensor:
                     reps = part.repeat(passes, *([1] * (part.dim() - 1)))
                     with ctx.autocast():
                         logits = model(reps).float().view(passes, part.shape[0], -1)
-                    out.append(torch.softmax(logits, dim=-1))
-    probs = torch.cat(out, dim=1)
-    ctx._cache[key] = probs
-    return probs
+                    out.append(transform(logits))
+    result = torch.cat(out, dim=1)
+    ctx._cache[key] = result
+    return result
 
 
-class BALDAcquisition(ScoreAcquisition):
+class MCDropoutAcquisition(ScoreAcquisition):
+    """Base of the MC-Dropout scores: T = ``--mc-passes`` passes, dropout ``--dropout`` as fallback."""
+
+    Options = MCDropoutOptions
+    shardable = False  # the dropout masks are drawn in sequence over all candidates
+
+    def mc_probs(self, ctx: QueryContext) -> torch.Tensor:
+        """Softmax of T stochastic passes over the candidates, shape (T, N, C)."""
+        return mc_outputs(ctx, self.options.mc_passes, self.options.dropout, "probs",
+                          lambda logits: torch.softmax(logits, dim=-1))
+
+    def mc_values(self, ctx: QueryContext) -> torch.Tensor:
+        """The task's real-valued predictions of T stochastic passes, shape (T, N, D)."""
+        def values(out: torch.Tensor) -> torch.Tensor:
+            t, n = out.shape[:2]
+            return ctx.task.values(out.reshape(t * n, -1)).reshape(t, n, -1)
+
+        return mc_outputs(ctx, self.options.mc_passes, self.options.dropout, "values", values)
+
+
+class BALDAcquisition(MCDropoutAcquisition):
     """Top-k BALD mutual information H[mean_t p_t] - mean_t H[p_t] over T dropout passes."""
 
-    shardable = False  # the dropout masks are drawn in sequence over all candidates
+    needs = frozenset({PROBABILITIES})
 
-    def __init__(self) -> None:
-        super().__init__("bald", lambda ctx: scoring.bald(mc_probs(ctx)))
+    def score(self, ctx: QueryContext) -> torch.Tensor:
+        return scoring.bald(self.mc_probs(ctx))
 
 
-class MCEntropyAcquisition(ScoreAcquisition):
+class MCEntropyAcquisition(MCDropoutAcquisition):
     """Top-k entropy of the mean prediction over T dropout passes (max-entropy MC-Dropout)."""
 
-    shardable = False  # the dropout masks are drawn in sequence over all candidates
+    needs = frozenset({PROBABILITIES})
 
-    def __init__(self) -> None:
-        super().__init__("mc-entropy", lambda ctx: scoring.mc_entropy(mc_probs(ctx)))
+    def score(self, ctx: QueryContext) -> torch.Tensor:
+        return scoring.mc_entropy(self.mc_probs(ctx))
+
+
+class MCVarianceAcquisition(MCDropoutAcquisition):
+    """Top-k predictive variance over T dropout passes (regression's MC-Dropout uncertainty)."""
+
+    needs = frozenset({VALUES})
+
+    def score(self, ctx: QueryContext) -> torch.Tensor:
+        return scoring.predictive_variance(self.mc_values(ctx))
+
+
+ACQUISITIONS.register("bald", BALDAcquisition,
+                      "highest BALD mutual information over --mc-passes dropout passes (MC-Dropout)")
+ACQUISITIONS.register("mc-entropy", MCEntropyAcquisition,
+                      "highest entropy of the mean prediction over --mc-passes dropout passes")
+ACQUISITIONS.register("mc-variance", MCVarianceAcquisition,
+                      "highest predictive variance over --mc-passes dropout passes (regression)")

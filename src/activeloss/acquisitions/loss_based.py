@@ -1,50 +1,57 @@
 """Acquisitions of the loss-prediction family: predicted loss and entropy-gradient norm."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from ..config.options import option
 from ..models import tapped
 from ..scoring import gradient_norm_scores
-from .base import QueryContext, ScoreAcquisition
-
-
-@torch.no_grad()
-def predicted_loss(ctx: QueryContext) -> torch.Tensor:
-    """The objective's predicted loss for each candidate (model and module in eval mode)."""
-    names = ctx.objective.tap_names
-    out = []
-    with tapped(ctx.model, names) as taps:
-        for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size):
-            with ctx.autocast():
-                ctx.model(x)
-                out.append(ctx.objective.predict_loss(taps.outputs).float())
-    return torch.cat(out)
-
-
-def entropy_gradient_norm(ctx: QueryContext) -> torch.Tensor:
-    """Norm of the gradient of the softmax entropy w.r.t. every model parameter, per candidate.
-
-    The loss-prediction module is not used; the norm is ``--gradnorm`` (sum of per-tensor
-    L2 norms by default, as the published LPLgrad code).
-    """
-    norm = getattr(ctx.settings, "gradnorm", "tensor_sum")
-    return torch.cat([
-        gradient_norm_scores(ctx.model, x, norm=norm, batch_size=ctx.batch_size)
-        for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size)
-    ])
+from ..scoring.gradnorm import NORMS
+from ..tasks import PROBABILITIES
+from .base import ACQUISITIONS, QueryContext, ScoreAcquisition
 
 
 class PredictedLossAcquisition(ScoreAcquisition):
-    """Top-k by predicted loss, highest first; needs an objective that predicts losses."""
+    """Top-k by the objective's predicted loss, highest first (model and module in eval mode)."""
 
     requires = "predicts_loss"
 
-    def __init__(self) -> None:
-        super().__init__("predicted-loss", predicted_loss)
+    @torch.no_grad()
+    def score(self, ctx: QueryContext) -> torch.Tensor:
+        names = ctx.objective.tap_names  # type: ignore[attr-defined]  # objectives that predict losses tap
+        out = []
+        with tapped(ctx.model, names) as taps:
+            for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size):
+                with ctx.autocast():
+                    ctx.model(x)
+                    predicted = ctx.objective.predict_loss(taps.outputs)
+                    assert predicted is not None
+                    out.append(predicted.float())
+        return torch.cat(out)
+
+
+@dataclass(frozen=True)
+class GradientNormOptions:
+    gradnorm: str = option("tensor_sum", "gradient-norm score: tensor_sum (sum of per-tensor L2 norms, the published "
+                           "code) or global", choices=NORMS)
 
 
 class GradientNormAcquisition(ScoreAcquisition):
-    """Top-k by the per-sample gradient norm of the entropy (LPLgrad, Ent-GradNorm)."""
+    """Top-k by the per-sample norm of the gradient of the softmax entropy w.r.t. every model
+    parameter (LPLgrad, Ent-GradNorm); the loss-prediction module is not used."""
 
-    def __init__(self) -> None:
-        super().__init__("gradnorm", entropy_gradient_norm)
+    Options = GradientNormOptions
+    needs = frozenset({PROBABILITIES})
+
+    def score(self, ctx: QueryContext) -> torch.Tensor:
+        return torch.cat([
+            gradient_norm_scores(ctx.model, x, norm=self.options.gradnorm, batch_size=ctx.batch_size)
+            for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size)
+        ])
+
+
+ACQUISITIONS.register("predicted-loss", PredictedLossAcquisition,
+                      "highest loss predicted by the objective's loss-prediction module")
+ACQUISITIONS.register("gradnorm", GradientNormAcquisition, "largest per-sample gradient norm of the softmax entropy")

@@ -1,5 +1,7 @@
-"""Dataset readers: turn a source on disk (or scikit-learn's bundled digits) into tensors."""
+"""Data: the in-memory :class:`Dataset`, readers that build one from files (``READERS``), and the
+model-facing :class:`Inputs` (normalised, augmented batches on the device)."""
 from .dataset import Dataset
-from .readers import KINDS, load_dataset
+from .inputs import Inputs
+from .readers import READERS, ReadOptions, load_dataset
 
-__all__ = ["Dataset", "KINDS", "load_dataset"]
+__all__ = ["Dataset", "Inputs", "READERS", "ReadOptions", "load_dataset"]

@@ -1,8 +1,10 @@
-"""The in-memory dataset every reader produces."""
+"""The in-memory dataset every reader produces, and the ways to build one from Python."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from ..errors import DataError
@@ -12,10 +14,11 @@ from ..errors import DataError
 class Dataset:
     """Train and test tensors plus the metadata the rest of the toolkit needs.
 
-    Images are kept as ``uint8`` tensors of shape (N, C, H, W) so that large
-    sets stay small in memory (and on the GPU); they are converted to float and
-    normalised batch by batch.  Tabular data is ``float32`` of shape (N, D).
-    Labels are ``int64`` in ``[0, num_classes)``.
+    Inputs are images (N, C, H, W) or rows (N, D).  Images are best kept as ``uint8`` so
+    large sets stay small in memory (and on the GPU); they are converted to float and
+    normalised batch by batch.  Float images and rows are ``float32``.  Targets are whatever
+    the ``task`` defines: ``int64`` class indices in ``[0, num_classes)`` for classification,
+    ``float32`` values for regression.
     """
 
     name: str
@@ -23,10 +26,12 @@ class Dataset:
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-    class_names: list[str]
+    class_names: list[str] = field(default_factory=list)
     #: coarse (super-class) label per fine class, e.g. CIFAR-100's 20 superclasses
     coarse_of_class: list[int] | None = None
     extras: dict = field(default_factory=dict)
+    #: the registered task the targets are for (``activeloss.tasks.TASKS``)
+    task: str = "classification"
 
     @property
     def num_classes(self) -> int:
@@ -40,34 +45,95 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def size(self) -> int:
+        """Number of training items (the pool)."""
+        return int(self.x_train.shape[0])
+
     def validate(self) -> "Dataset":
-        """Check shapes, dtypes and label ranges; raise :class:`DataError` naming the problem."""
+        """Check shapes, dtypes and targets; raise :class:`DataError` naming the problem."""
+        from ..tasks import TASKS, make_task
+
+        if self.task not in TASKS:
+            raise DataError(f"{self.name}: unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
             if x.shape[0] != y.shape[0]:
-                raise DataError(f"{self.name}: {split} has {x.shape[0]} inputs but {y.shape[0]} labels")
+                raise DataError(f"{self.name}: {split} has {x.shape[0]} inputs but {y.shape[0]} targets")
             if x.shape[0] == 0:
                 raise DataError(f"{self.name}: the {split} split is empty")
-            if y.dtype != torch.int64 or y.dim() != 1:
-                raise DataError(f"{self.name}: {split} labels must be a 1-d integer array")
             if x.dim() not in (2, 4):
                 raise DataError(f"{self.name}: {split} inputs must be images (N,C,H,W) or rows (N,D), got shape {tuple(x.shape)}")
-            if x.dim() == 4 and x.dtype != torch.uint8:
-                raise DataError(f"{self.name}: {split} images must be uint8")
+            if x.dim() == 4 and x.dtype not in (torch.uint8, torch.float32):
+                raise DataError(f"{self.name}: {split} images must be uint8 (0..255) or float32")
             if x.dim() == 2 and x.dtype != torch.float32:
                 raise DataError(f"{self.name}: {split} rows must be float32")
-            bad = (y < 0) | (y >= self.num_classes)
-            if bool(bad.any()):
-                i = int(bad.nonzero()[0, 0])
-                raise DataError(
-                    f"{self.name}: {split} label {int(y[i])} at row {i} is out of range "
-                    f"[0, {self.num_classes - 1}] for {self.num_classes} classes"
-                )
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise DataError(
                 f"{self.name}: train inputs have shape {tuple(self.x_train.shape[1:])} "
                 f"but test inputs {tuple(self.x_test.shape[1:])}"
             )
-        for x in (self.x_train, self.x_test):  # uint8 images cannot hold NaN: only rows are checked
+        for x in (self.x_train, self.x_test):  # uint8 images cannot hold NaN: only floats are checked
             if x.is_floating_point() and not bool(torch.isfinite(x).all()):
                 raise DataError(f"{self.name}: inputs contain NaN or infinite values")
+        make_task(self.task).validate_targets(self)
         return self
+
+    # -- building one from Python ------------------------------------------------
+    @classmethod
+    def from_tensors(cls, x_train: Any, y_train: Any, x_test: Any, y_test: Any, *, task: str | None = None,
+                     class_names: Sequence[str] | None = None, name: str = "tensors") -> "Dataset":
+        """A dataset from arrays or tensors (your own data).
+
+        ``task`` defaults to classification for integer targets and regression for floats.
+        Integer targets must already be class indices 0..C-1; ``class_names`` defaults to
+        their string values.  Images may be uint8 (0..255) or float32; rows float32.
+        """
+        xs = [_as_input(x, f"x_{s}") for x, s in ((x_train, "train"), (x_test, "test"))]
+        ys = [torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y) for y in (y_train, y_test)]
+        if task is None:
+            task = "regression" if ys[0].is_floating_point() else "classification"
+        if task == "classification":
+            ys = [y.long().reshape(-1) for y in ys]
+            if class_names is None:
+                top = max(int(ys[0].max()) if ys[0].numel() else -1, int(ys[1].max()) if ys[1].numel() else -1)
+                class_names = [str(c) for c in range(top + 1)]
+        elif task == "regression":
+            ys = [y.float().reshape(-1) for y in ys]
+        return cls(name, xs[0], ys[0], xs[1], ys[1], list(class_names or []), task=task).validate()
+
+    @classmethod
+    def from_torch(cls, train: torch.utils.data.Dataset, test: torch.utils.data.Dataset, *, task: str | None = None,
+                   class_names: Sequence[str] | None = None, name: str = "torch") -> "Dataset":
+        """A dataset from two ``torch.utils.data.Dataset`` objects yielding ``(x, y)`` pairs.
+
+        The items are read once and stacked in memory (fine for sets that fit in memory;
+        image folders too large for that are for a streaming reader).
+        """
+        def stack(ds: torch.utils.data.Dataset, which: str) -> tuple[torch.Tensor, torch.Tensor]:
+            try:
+                pairs = [ds[i] for i in range(len(ds))]  # type: ignore[arg-type]
+            except TypeError:
+                raise DataError(f"{name}: the {which} dataset must have a length and yield (x, y) pairs") from None
+            if not pairs:
+                raise DataError(f"{name}: the {which} dataset is empty")
+            try:
+                xs = torch.stack([torch.as_tensor(p[0]) for p in pairs])
+                ys = torch.stack([torch.as_tensor(p[1]) for p in pairs])
+            except (TypeError, IndexError, RuntimeError) as exc:
+                raise DataError(f"{name}: the {which} dataset must yield (x, y) pairs of equal shapes ({exc})") from None
+            return xs, ys
+
+        (xtr, ytr), (xte, yte) = stack(train, "train"), stack(test, "test")
+        names = class_names if class_names is not None else getattr(train, "classes", None)
+        return cls.from_tensors(xtr, ytr, xte, yte, task=task, class_names=names, name=name)
+
+
+def _as_input(x: Any, what: str) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.dim() == 3:  # (N, H, W) grey images
+        t = t[:, None]
+    if t.dtype == torch.uint8 and t.dim() == 4:
+        return t.contiguous()
+    if not (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)):
+        raise DataError(f"{what} must be numeric, got {t.dtype}")
+    return t.float().contiguous()

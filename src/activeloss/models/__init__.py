@@ -1,48 +1,70 @@
-"""Backbones and their feature taps, built by name with :func:`build`."""
+"""Backbones and their feature taps, registered by name in ``MODELS``.
+
+Every built-in model exposes ``taps`` (default tap module names), ``classifier`` (the last
+``nn.Linear``) and ``features(x)`` (the pooled penultimate features); a user's own
+``nn.Module`` needs none of these (see :mod:`.heads`).  Adding a model is one file plus one
+registry line here.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import Registry
+from .heads import features_of, last_linear, split_classifier
 from .modes import eval_mode
 from .resnet import ResNet18
 from .small import MLP, SmallCNN
 from .taps import Taps, resolve_modules, tapped
 from .vgg import VGG16
 
-MODELS: dict[str, str] = {
-    "resnet18": "CIFAR ResNet-18 (3x3 stem, no max-pool), taps layer1..layer4",
-    "vgg16": "VGG16 with batch norm (configuration D), taps block1..block5; images of at least 32x32",
-    "cnn": "small CNN for small grey images (digits, MNIST), taps block1, block2, block3, fc",
-    "mlp": "two-hidden-layer MLP for tabular rows, taps hidden1, hidden2",
-}
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """How to build a model for ``outputs`` outputs and inputs of ``input_shape``."""
+
+    build: Callable[[int, tuple[int, ...]], nn.Module]
+    inputs: str = "images"  # images (C, H, W) or rows (D,): what it accepts
+    min_side: int = 0  # smallest image side it accepts
 
 
-def build(name: str, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """Build model ``name`` for inputs of shape ``input_shape`` (C,H,W for images, D for rows).
-
-    Every model exposes ``taps`` (default tap module names), ``classifier`` (the last
-    Linear) and ``features(x)`` (the pooled penultimate features).
-    """
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    if num_classes < 2:
-        raise ConfigError(f"a classifier needs at least 2 classes, the dataset has {num_classes}")
-    is_image = len(input_shape) == 3
-    if name == "mlp":
+def _rows(cls: Callable[..., nn.Module]) -> Callable[[int, tuple[int, ...]], nn.Module]:
+    def build(outputs: int, shape: tuple[int, ...]) -> nn.Module:
         features = 1
-        for d in input_shape:
+        for d in shape:
             features *= d
-        return MLP(num_classes, features)
-    if not is_image:
+        return cls(outputs, features)
+    return build
+
+
+def _images(cls: Callable[..., nn.Module]) -> Callable[[int, tuple[int, ...]], nn.Module]:
+    return lambda outputs, shape: cls(num_classes=outputs, in_channels=shape[0])
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+MODELS.register("resnet18", ModelEntry(_images(ResNet18)), "CIFAR ResNet-18 (3x3 stem, no max-pool), taps layer1..layer4")
+MODELS.register("vgg16", ModelEntry(_images(VGG16), min_side=32),
+                "VGG16 with batch norm (configuration D), taps block1..block5; images of at least 32x32")
+MODELS.register("cnn", ModelEntry(_images(SmallCNN)), "small CNN for small grey images (digits, MNIST), taps block1, "
+                "block2, block3, fc")
+MODELS.register("mlp", ModelEntry(_rows(MLP), inputs="rows"), "two-hidden-layer MLP for tabular rows (images are "
+                "flattened), taps hidden1, hidden2")
+
+
+def build(name: str, outputs: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """Build model ``name`` with ``outputs`` outputs for inputs of ``input_shape`` (C,H,W or D)."""
+    entry = MODELS.get(name)
+    is_image = len(input_shape) == 3
+    if entry.inputs == "images" and not is_image:
         raise ConfigError(f"model {name!r} needs images; this dataset has rows of {input_shape[0]} features: use mlp")
-    channels, height, width = input_shape
-    if name == "vgg16" and min(height, width) < 32:
-        raise ConfigError(f"vgg16 needs images of at least 32x32, these are {height}x{width}; use cnn or resnet18")
-    factory: Callable[..., nn.Module] = {"resnet18": ResNet18, "vgg16": VGG16, "cnn": SmallCNN}[name]
-    return factory(num_classes=num_classes, in_channels=channels)
+    if is_image and min(input_shape[1:]) < entry.min_side:
+        _, height, width = input_shape
+        raise ConfigError(f"{name} needs images of at least {entry.min_side}x{entry.min_side}, these are "
+                          f"{height}x{width}; use cnn or resnet18")
+    return entry.build(outputs, tuple(input_shape))
 
 
 def default_model(input_shape: tuple[int, ...]) -> str:
@@ -54,4 +76,5 @@ def default_model(input_shape: tuple[int, ...]) -> str:
     return "cnn" if channels == 1 and height <= 32 else "resnet18"
 
 
-__all__ = ["MODELS", "MLP", "ResNet18", "SmallCNN", "Taps", "VGG16", "build", "default_model", "eval_mode", "resolve_modules", "tapped"]
+__all__ = ["MLP", "MODELS", "ModelEntry", "ResNet18", "SmallCNN", "Taps", "VGG16", "build", "default_model",
+           "eval_mode", "features_of", "last_linear", "resolve_modules", "split_classifier", "tapped"]

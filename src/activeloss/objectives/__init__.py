@@ -1,36 +1,32 @@
-"""Training-time add-ons (the first half of every strategy), registered by name."""
+"""Training-time add-ons (the first half of every strategy), registered by name in ``OBJECTIVES``.
+
+Adding one is one file in this package: a subclass of :class:`Objective` (with its own
+``Options``) that ends with ``OBJECTIVES.register(NAME, Class, "what it trains")``; every
+module here is imported below, so it registers itself.
+"""
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+import pkgutil
 
-from ..errors import ConfigError
-from .base import Objective, ParamGroup, Step
-from .double_branch import DoubleBranchObjective
-from .dropout import MCDropoutObjective
-from .vae import SRAALObjective, VAALObjective
-from .lossnet import LossNet, LossPredictionObjective, MSELossPredictionObjective
+from .base import OBJECTIVES, ModelInfo, Objective, ParamGroup, Step
 
-OBJECTIVES: dict[str, tuple[Callable[[], Objective], str]] = {
-    "none": (Objective, "the task loss alone"),
-    "lossnet": (LossPredictionObjective, "loss-prediction module on the taps, pairwise ranking loss (Learning Loss)"),
-    "lossnet-mse": (MSELossPredictionObjective, "loss-prediction module regressed with MSE (the Learning Loss ablation)"),
-    "double-branch": (DoubleBranchObjective, "loss-prediction module learning a lagged target network's loss (DNAL)"),
-}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from .double_branch import DoubleBranchObjective  # noqa: E402  (after discovery: every module is loaded)
+from .dropout import MCDropoutObjective, SeededDropout, dropout_modules, inserted_dropout  # noqa: E402
+from .lossnet import LossNet, LossPredictionObjective, MSELossPredictionObjective  # noqa: E402
+from .vae import SRAALObjective, VAALObjective  # noqa: E402
 
 
-def register_objective(name: str, factory: Callable[[], Objective], description: str) -> None:
-    OBJECTIVES[name] = (factory, description)
+def make_objective(name: str, options: object = None) -> Objective:
+    """A new objective ``name`` with ``options`` (its defaults when None)."""
+    return OBJECTIVES.get(name)(options)
 
 
-register_objective("mc-dropout", MCDropoutObjective, "dropout (--dropout, 0.5) before the classifier, trained with it, for MC-Dropout queries")
-register_objective("vaal", VAALObjective, "VAE + discriminator on its latent, trained adversarially on labeled and unlabeled items (VAAL)")
-register_objective("sraal", SRAALObjective, "VAAL's networks + a supervised head; unlabeled discriminator targets 1 - OUI (SRAAL)")
-
-
-def make_objective(name: str) -> Objective:
-    if name not in OBJECTIVES:
-        raise ConfigError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name][0]()
-
-
-__all__ = ["OBJECTIVES", "DoubleBranchObjective", "LossNet", "LossPredictionObjective", "MSELossPredictionObjective", "Objective", "ParamGroup", "Step", "make_objective", "register_objective"]
+__all__ = [
+    "OBJECTIVES", "DoubleBranchObjective", "LossNet", "LossPredictionObjective", "MCDropoutObjective",
+    "MSELossPredictionObjective", "ModelInfo", "Objective", "ParamGroup", "SRAALObjective", "SeededDropout", "Step",
+    "VAALObjective", "dropout_modules", "inserted_dropout", "make_objective",
+]

@@ -1,15 +1,35 @@
 """The training-time half of a strategy: what is trained beside the model.
 
-An objective owns extra modules (a loss-prediction module, a target network...),
-adds their parameter groups to the optimiser, adds one loss term per batch and may
-act at epoch boundaries.  The plain objective adds nothing.
+An objective owns extra modules (a loss-prediction module, a target network...), adds their
+parameter groups to the optimiser, adds one loss term per batch and may act at epoch
+boundaries.  The plain objective adds nothing.  Each objective declares its own typed
+options (an ``Options`` dataclass made with :func:`~activeloss.config.option`); it is built
+with those options already resolved.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
+
+from ..config.options import NoOptions
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..data import Inputs
+    from ..tasks import Task
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an objective may know about the model it trains beside."""
+
+    task: Task
+    taps: tuple[str, ...]  # module names whose outputs the trainer records
+    input_shape: tuple[int, ...]
+    num_classes: int  # 0 for a task without classes
 
 
 @dataclass
@@ -18,8 +38,8 @@ class Step:
 
     inputs: torch.Tensor
     targets: torch.Tensor
-    logits: torch.Tensor
-    losses: torch.Tensor  # per-sample task loss, still attached to the graph
+    outputs: torch.Tensor
+    losses: torch.Tensor  # per-sample task loss [B], still attached to the graph
     taps: list[torch.Tensor] | None
     epoch: int
 
@@ -36,27 +56,32 @@ class ParamGroup:
 class Objective:
     """No add-on: the model is trained with its task loss alone."""
 
-    name = "none"
+    name: ClassVar[str] = "none"
+    Options: ClassVar[type] = NoOptions
+    #: what the task's outputs must offer (see :mod:`activeloss.tasks`), e.g. class probabilities
+    needs: ClassVar[frozenset[str]] = frozenset()
     #: whether the trainer must record the model's tapped features for :meth:`batch_loss`
-    needs_taps = False
+    needs_taps: ClassVar[bool] = False
     #: whether :meth:`predict_loss` gives a loss prediction (what the predicted-loss acquisition ranks by)
-    predicts_loss = False
+    predicts_loss: ClassVar[bool] = False
     #: whether it trains a VAE and a discriminator (what the vaal and sraal acquisitions rank by)
-    has_discriminator = False
+    has_discriminator: ClassVar[bool] = False
     #: what :meth:`batch_loss` averages over: ``"sample"`` (a mean over the batch's items) or
     #: ``"pair"`` (a mean over the batch's mirror pairs); under torchrun each rank's term is
     #: weighted by its share of these, so the sum over ranks is the global batch's mean
-    batch_loss_mean = "sample"
+    batch_loss_mean: ClassVar[str] = "sample"
 
-    def setup(self, model: nn.Module, num_classes: int, tap_names: tuple[str, ...], settings,
-              input_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(self, options: Any = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    def setup(self, model: nn.Module, info: ModelInfo) -> None:
         """Build the extra modules for ``model`` (called once per fresh model)."""
 
     def modules(self) -> dict[str, nn.Module]:
         """Extra modules, by name: checkpointed with the model and switched to eval for queries."""
         return {}
 
-    def param_groups(self, settings) -> list[ParamGroup]:
+    def param_groups(self) -> list[ParamGroup]:
         return []
 
     def on_cycle_start(self, model: nn.Module) -> None:
@@ -68,8 +93,8 @@ class Objective:
     def after_step(self, model: nn.Module) -> None:
         """Called after each optimiser step (e.g. an EMA update)."""
 
-    def after_training(self, model: nn.Module, inputs, labeled: torch.Tensor, unlabeled: torch.Tensor,
-                       settings, gen: torch.Generator, labels: torch.Tensor | None = None) -> None:
+    def after_training(self, model: nn.Module, inputs: Inputs, labeled: torch.Tensor, unlabeled: torch.Tensor,
+                       gen: torch.Generator, labels: torch.Tensor) -> None:
         """Called once per cycle after the model's training, inside the timed training phase:
         the place for networks trained on labeled *and* unlabeled items (VAAL's VAE).
         ``labels`` are the oracle's labels of ``labeled``."""
@@ -92,3 +117,15 @@ class Objective:
     def to(self, device: torch.device) -> None:
         for m in self.modules().values():
             m.to(device)
+
+
+def _declare(name: str, cls: type[Objective]) -> None:
+    from ..config.options import declare
+
+    cls.name = name  # the registered name is the objective's name
+    declare(name, cls.Options)
+
+
+#: the objectives by name; registering one declares its options (``activeloss.config.DECLARED``)
+OBJECTIVES: Registry[type[Objective]] = Registry("objective", on_register=_declare)
+OBJECTIVES.register("none", Objective, "the task loss alone")

@@ -1,38 +1,46 @@
 """DNAL's double branch: a lagged target network supplies the loss the module learns.
 
-A reconstruction (the paper's equations were lost; METHODS.md section 5): the target
-network is a copy of the training network updated once per epoch (or by EMA), its
-per-sample cross-entropy is the module's regression target.
+A reconstruction (the paper's equations were lost): the target network is a copy of the
+training network updated once per epoch (or by EMA); its per-sample task loss is the module's
+regression target.  Defaults are DNAL's: features detached at 80 % of the epochs (120 of
+150), the module's learning rate a tenth of the network's.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .base import Step
-from .lossnet import LossPredictionObjective
+from ..config.options import option, redefault
+from .base import OBJECTIVES, ModelInfo, Step
+from .lossnet import LossNetOptions, LossPredictionObjective
 
-TARGET_UPDATES = ("epoch", "ema")
-MODULE_LOSSES = ("mse", "huber")
+
+@dataclass(frozen=True)
+class DoubleBranchOptions(LossNetOptions):
+    stop_gradient_epoch: int | str = redefault(LossNetOptions, "stop_gradient_epoch", "80%")  # 120 of 150
+    lossnet_lr: float | str = redefault(LossNetOptions, "lossnet_lr", "10%")  # VGG16: 0.01 and 0.001
+    target_update: str = option("epoch", "DNAL target network update: epoch (hard copy after each epoch) or ema "
+                                "(after each step)", choices=("epoch", "ema"))
+    ema_tau: float = option(0.99, "DNAL EMA factor: target = tau x target + (1 - tau) x network", above=0, below=1)
+    module_loss: str = option("mse", "DNAL module loss against the target network's loss: mse or huber",
+                              choices=("mse", "huber"))
 
 
 class DoubleBranchObjective(LossPredictionObjective):
     name = "double-branch"
+    Options = DoubleBranchOptions
     batch_loss_mean = "sample"  # MSE / Huber against the target network's losses
 
-    def setup(self, model, num_classes, tap_names, settings, input_shape=None) -> None:
-        super().setup(model, num_classes, tap_names, settings, input_shape)
-        if settings.target_update not in TARGET_UPDATES:
-            raise ConfigError(f"--target-update must be one of {', '.join(TARGET_UPDATES)}, not {settings.target_update!r}")
-        if settings.module_loss not in MODULE_LOSSES:
-            raise ConfigError(f"--module-loss must be one of {', '.join(MODULE_LOSSES)}, not {settings.module_loss!r}")
-        self.update = settings.target_update
-        self.tau = settings.ema_tau
-        self.huber = settings.module_loss == "huber"
+    def setup(self, model: nn.Module, info: ModelInfo) -> None:
+        super().setup(model, info)
+        self.task = info.task
+        self.update = self.options.target_update
+        self.tau = self.options.ema_tau
+        self.huber = self.options.module_loss == "huber"
         self.target = copy.deepcopy(model)
         for m in self.target.modules():  # the copy must not feed the training network's taps
             m._forward_hooks.clear()
@@ -70,7 +78,11 @@ class DoubleBranchObjective(LossPredictionObjective):
 
     def module_loss(self, predicted: torch.Tensor, step: Step) -> torch.Tensor:
         with torch.no_grad():
-            target_loss = F.cross_entropy(self.target(step.inputs).float(), step.targets, reduction="none")
+            target_loss = self.task.loss(self.target(step.inputs), step.targets)
         if self.huber:
             return F.smooth_l1_loss(predicted, target_loss)
         return F.mse_loss(predicted, target_loss)
+
+
+OBJECTIVES.register("double-branch", DoubleBranchObjective,
+                    "loss-prediction module learning a lagged target network's loss (DNAL)")

@@ -11,18 +11,26 @@ The inserted dropout draws its training masks from its own generator (seed and c
 counter kept in the module's state dict), not from torch's global RNG, so a run resumed
 from a checkpoint trains with the same masks as an uninterrupted one.
 
-:func:`split_classifier` is shared with the query side (BALD fast path, BADGE): it
-returns the final ``nn.Linear`` and the module path that leads to it.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config.options import option
 from ..errors import ConfigError
+from ..models.heads import split_classifier
 from ..seeding import derive_seed
-from .base import Objective
+from .base import OBJECTIVES, ModelInfo, Objective
+
+
+@dataclass(frozen=True)
+class DropoutOptions:
+    dropout: float = option(0.5, "rate of the dropout MC-Dropout puts before the classifier (also the query-time "
+                            "fallback of the MC-Dropout acquisitions for models without dropout)", at_least=0, below=1)
 
 
 class SeededDropout(nn.Dropout):
@@ -69,24 +77,6 @@ def dropout_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, DROPOUT_TYPES)]
 
 
-def split_classifier(model: nn.Module) -> tuple[nn.Sequential, nn.Linear]:
-    """``(head, linear)`` such that ``model.classifier(h) == linear(head(h))``.
-
-    ``model.classifier`` is either the last ``nn.Linear`` itself (every built-in model) or,
-    after the ``mc-dropout`` objective, an ``nn.Sequential`` ending with it.  ``head`` is an
-    ``nn.Sequential`` of what comes before the Linear (empty for a bare Linear).
-    """
-    clf = getattr(model, "classifier", None)
-    if isinstance(clf, nn.Linear):
-        return nn.Sequential(), clf
-    if isinstance(clf, nn.Sequential) and len(clf) > 0 and isinstance(clf[-1], nn.Linear):
-        return nn.Sequential(*list(clf)[:-1]), clf[-1]
-    raise ConfigError(
-        f"{type(model).__name__}.classifier must be an nn.Linear (or an nn.Sequential ending with one) "
-        "for this acquisition; got " + type(clf).__name__
-    )
-
-
 def inserted_dropout(model: nn.Module) -> nn.Module | None:
     """The dropout the ``mc-dropout`` objective put before the classifier, when it is the
     model's only dropout (so MC passes only need the classifier: the BALD fast path)."""
@@ -107,17 +97,22 @@ class MCDropoutObjective(Objective):
     """
 
     name = "mc-dropout"
+    Options = DropoutOptions
 
-    def setup(self, model, num_classes, tap_names, settings, input_shape=None) -> None:
+    def setup(self, model: nn.Module, info: ModelInfo) -> None:
         self.inserted = False
         if dropout_modules(model):
             return
         _, linear = split_classifier(model)
         if model.classifier is not linear:
             raise ConfigError("mc-dropout: model.classifier must be a bare nn.Linear to insert dropout before it")
-        p = float(getattr(settings, "dropout", 0.5))
+        p = float(self.options.dropout)
         # The mask seed comes from the global RNG, which the loop seeds per trial before
         # building the model, so trials differ and a replay draws the same seed.
         seed = int(torch.randint(2**62, (1,)))
         model.classifier = nn.Sequential(SeededDropout(p, seed), linear)
         self.inserted = True
+
+
+OBJECTIVES.register("mc-dropout", MCDropoutObjective,
+                    "dropout (--dropout, 0.5) before the classifier, trained with it, for MC-Dropout queries")

@@ -1,12 +1,33 @@
 """The loss-prediction module (Learning Loss, Yoo and Kweon, CVPR 2019) as a training objective."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config.options import option, redefault
 from ..losses import mse_loss_prediction, ranking_loss
-from .base import Objective, ParamGroup, Step
+from .base import OBJECTIVES, ModelInfo, Objective, ParamGroup, Step
+
+
+@dataclass(frozen=True)
+class LossNetOptions:
+    loss_weight: float = option(1.0, "lambda, the weight of the loss-prediction term", at_least=0)
+    margin: float = option(1.0, "margin of the pairwise ranking loss", at_least=0)
+    stop_gradient_epoch: int | str = option("60%", "epoch (or percentage of --epochs) from which the taps are "
+                                            "detached from the loss-prediction module (Learning Loss: 120 of 200)",
+                                            at_least=0, percent_of="epochs")
+    lossnet_lr: float | str = option("100%", "learning rate of the loss-prediction module, or a percentage of --lr",
+                                     above=0, percent_of="lr")
+    lossnet_decay: bool = option(True, "apply the learning-rate milestones to the loss-prediction module too "
+                                 "(LPLgrad's code: no)")
+
+
+@dataclass(frozen=True)
+class MSELossNetOptions(LossNetOptions):
+    loss_weight: float = redefault(LossNetOptions, "loss_weight", 0.1)  # the paper's lambda for its MSE ablation
 
 
 class LossNet(nn.Module):
@@ -43,29 +64,32 @@ def tap_channels(model: nn.Module, tap_names: tuple[str, ...], input_shape: tupl
 class LossPredictionObjective(Objective):
     """Trains a LossNet on the model's taps with the pairwise ranking loss.
 
-    Total loss = mean CE + ``loss_weight`` x ranking loss.  From ``stop_gradient_epoch`` on
-    the tapped features are detached: the module keeps learning, the backbone sees CE only.
+    Total loss = mean task loss + ``loss_weight`` x ranking loss.  From ``stop_gradient_epoch``
+    on the tapped features are detached: the module keeps learning, the backbone sees the
+    task loss only.
     """
 
     name = "lossnet"
+    Options = LossNetOptions
     needs_taps = True
     predicts_loss = True
     batch_loss_mean = "pair"  # the ranking loss is a mean over mirror pairs
 
-    def setup(self, model, num_classes, tap_names, settings, input_shape=None) -> None:
-        self.tap_names = tap_names
-        self.lossnet = LossNet(tap_channels(model, tap_names, input_shape))
-        self.loss_weight = settings.loss_weight
-        self.margin = settings.margin
-        self.stop_gradient_epoch = settings.stop_gradient_epoch
+    def setup(self, model: nn.Module, info: ModelInfo) -> None:
+        self.tap_names = info.taps
+        self.lossnet = LossNet(tap_channels(model, info.taps, info.input_shape))
+        self.loss_weight = float(self.options.loss_weight)
+        self.margin = float(self.options.margin)
+        self.stop_gradient_epoch = int(self.options.stop_gradient_epoch)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"lossnet": self.lossnet}
 
-    def param_groups(self, settings) -> list[ParamGroup]:
-        return [ParamGroup(list(self.lossnet.parameters()), settings.lossnet_lr, settings.lossnet_decay)]
+    def param_groups(self) -> list[ParamGroup]:
+        return [ParamGroup(list(self.lossnet.parameters()), float(self.options.lossnet_lr), self.options.lossnet_decay)]
 
     def features(self, step: Step) -> list[torch.Tensor]:
+        assert step.taps is not None, "the trainer records the taps of an objective that needs them"
         if step.epoch >= self.stop_gradient_epoch:
             return [f.detach() for f in step.taps]
         return step.taps
@@ -85,7 +109,14 @@ class MSELossPredictionObjective(LossPredictionObjective):
     """The paper's ablation: regress the loss with MSE (lambda 0.1); worse than ranking."""
 
     name = "lossnet-mse"
+    Options = MSELossNetOptions
     batch_loss_mean = "sample"
 
     def module_loss(self, predicted: torch.Tensor, step: Step) -> torch.Tensor:
         return mse_loss_prediction(predicted, step.losses)
+
+
+OBJECTIVES.register("lossnet", LossPredictionObjective,
+                    "loss-prediction module on the taps, pairwise ranking loss (Learning Loss)")
+OBJECTIVES.register("lossnet-mse", MSELossPredictionObjective,
+                    "loss-prediction module regressed with MSE (the Learning Loss ablation)")

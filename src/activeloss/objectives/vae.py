@@ -51,16 +51,34 @@ Choices [choice], each a setting or documented here:
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..config.options import option
 from ..models.modes import eval_mode
+from ..scoring import oui
 from ..seeding import on_device
-from .base import Objective
+from ..tasks import CLASSES, PROBABILITIES
+from .base import OBJECTIVES, ModelInfo, Objective
+
+if TYPE_CHECKING:
+    from ..data import Inputs
+
+@dataclass(frozen=True)
+class VAEOptions:
+    vae_latent: int = option(32, "latent size of the VAAL / SRAAL VAE", at_least=1)
+    vae_width: int | None = option(None, "channels of the VAE's first conv, doubled per layer (VAAL: 128 -> "
+                                   "128/256/512/1024; MLP VAE: hidden 4w, 2w); automatic: 128, or 16 for images of "
+                                   "at most 16x16", at_least=1)
+    vae_epochs: float = option(10.0, "VAAL / SRAAL training per cycle: ceil(vae_epochs x labeled / vae_batch_size) "
+                               "iterations of 2 VAE steps + 1 discriminator step", above=0)
+    vae_batch_size: int = option(64, "labeled and unlabeled batch size of the VAAL / SRAAL VAE (each)", at_least=1)
+    vae_lr: float = option(5e-4, "Adam learning rate of the VAAL / SRAAL VAE and discriminator", above=0)
+
 
 VAE_STEPS = 2  # VAE steps per discriminator step (VAAL)
 BETA = 1.0  # weight of the KL term (VAAL's beta)
@@ -194,26 +212,6 @@ def vae_loss(target: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar
     return F.mse_loss(recon, target) + beta * kl
 
 
-def oui(probs: torch.Tensor) -> torch.Tensor:
-    """SRAAL's one-hot-like uncertainty indicator of softmax rows ``probs`` (N, C), in [0, 1).
-
-    ``minVar = (1/C)[(max V - 1/C)^2 + (C-1)((1 - max V)/(C-1) - 1/C)^2]`` is the smallest
-    variance a distribution with that top probability can have (the rest spread evenly);
-    ``OUI = 1 - (minVar / var(V)) x max V`` with the population variance over the C classes.
-    A one-hot V gives 0 (var = minVar = (C-1)/C^2); a V whose rest is spread evenly gives
-    ``1 - max V``.  When ``var(V) = 0`` (V uniform) the ratio is taken as 1 (V is then its own
-    minimal-variance distribution), so OUI = 1 - 1/C, the limit along that family.
-    Computed in float64.
-    """
-    v = probs.double()
-    c = v.shape[-1]
-    top = v.max(dim=-1).values
-    min_var = ((top - 1 / c) ** 2 + (c - 1) * ((1 - top) / (c - 1) - 1 / c) ** 2) / c
-    var = v.var(dim=-1, unbiased=False)
-    ratio = torch.where(var > 1e-12, min_var / var.clamp_min(1e-300), torch.ones_like(var)).clamp(0.0, 1.0)
-    return (1 - ratio * top).to(probs.dtype)
-
-
 def _batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless positions 0..n-1 in batches of ``min(batch, n)``, a fresh permutation per pass."""
     batch = min(batch, n)
@@ -227,18 +225,17 @@ class VAALObjective(Objective):
     """VAE + discriminator trained in :meth:`after_training` (VAAL); see the module docstring."""
 
     name = "vaal"
+    Options = VAEOptions
     #: what the ``vaal`` / ``sraal`` acquisitions look for
     has_discriminator = True
 
-    def setup(self, model, num_classes, tap_names, settings, input_shape=None) -> None:
-        if input_shape is None:
-            raise ConfigError(f"the {self.name} objective needs the input shape to build its VAE")
-        self.num_classes = num_classes
-        latent = int(getattr(settings, "vae_latent", None) or 32)
-        width = int(getattr(settings, "vae_width", None) or default_vae_width(tuple(input_shape)))
-        self.vae = build_vae(tuple(input_shape), latent, width)
+    def setup(self, model: nn.Module, info: ModelInfo) -> None:
+        self.num_classes = info.num_classes
+        latent = int(self.options.vae_latent)
+        width = int(self.options.vae_width or default_vae_width(tuple(info.input_shape)))
+        self.vae = build_vae(tuple(info.input_shape), latent, width)
         self.discriminator = Discriminator(latent)
-        self.head = self.make_head(latent, num_classes)
+        self.head = self.make_head(latent, info.num_classes)
         try:
             device = next(model.parameters()).device
         except StopIteration:
@@ -272,24 +269,21 @@ class VAALObjective(Objective):
         return torch.zeros(x_unlabeled.shape[0], device=x_unlabeled.device)
 
     # -- training -------------------------------------------------------------
-    def after_training(self, model, inputs, labeled, unlabeled, settings, gen, labels=None) -> None:
+    def after_training(self, model: nn.Module, inputs: Inputs, labeled: torch.Tensor, unlabeled: torch.Tensor,
+                       gen: torch.Generator, labels: torch.Tensor) -> None:
         """Train the VAE and discriminator on labeled and unlabeled items (once per cycle).
 
-        ``labels`` are the labels the oracle gave to ``labeled`` (used by SRAAL's supervised
-        head); when the caller does not pass them, the dataset's own labels are used, which
-        are the same under the simulated oracle.
+        ``labels`` are the labels the oracle gave to ``labeled`` (used by SRAAL's supervised head).
         """
         if labeled.numel() == 0 or unlabeled.numel() == 0:
             return
         device = inputs.device
         labeled = labeled.to(device)
         unlabeled = unlabeled.to(device)
-        if labels is None:
-            labels = inputs.y_train[labeled]
         labels = labels.to(device)
-        batch = int(getattr(settings, "vae_batch_size", None) or 64)
-        epochs = float(getattr(settings, "vae_epochs", None) or 10)
-        lr = float(getattr(settings, "vae_lr", None) or 5e-4)
+        batch = int(self.options.vae_batch_size)
+        epochs = float(self.options.vae_epochs)
+        lr = float(self.options.vae_lr)
         iterations = max(1, math.ceil(epochs * labeled.numel() / batch))
         dev_gen = on_device(gen, device)
         lab_batches = _batches(labeled.numel(), batch, gen)
@@ -348,8 +342,9 @@ class SRAALObjective(VAALObjective):
     """VAAL's networks + a supervised head on the latent; unlabeled discriminator targets ``1 - OUI``."""
 
     name = "sraal"
+    needs = frozenset({PROBABILITIES, CLASSES})
 
-    def make_head(self, latent: int, num_classes: int) -> nn.Module:
+    def make_head(self, latent: int, num_classes: int) -> nn.Module | None:
         return nn.Linear(latent, num_classes)
 
     def supervised_loss(self, mu_labeled: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -358,3 +353,9 @@ class SRAALObjective(VAALObjective):
     def unlabeled_targets(self, model: nn.Module, x_unlabeled: torch.Tensor) -> torch.Tensor:
         """``1 - OUI`` of the task model's softmax (the model is in eval mode here)."""
         return 1 - oui(torch.softmax(model(x_unlabeled).float(), dim=-1))
+
+
+OBJECTIVES.register("vaal", VAALObjective,
+                    "VAE + discriminator on its latent, trained adversarially on labeled and unlabeled items (VAAL)")
+OBJECTIVES.register("sraal", SRAALObjective,
+                    "VAAL's networks + a supervised head; unlabeled discriminator targets 1 - OUI (SRAAL)")

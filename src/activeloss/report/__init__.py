@@ -3,28 +3,77 @@
 
 ``tables`` holds the statistics and the Markdown / LaTeX / CSV renderings, ``figures`` the
 PNG plots, ``collect`` the reading and combining of folders (its docstring gives the rules).
+Everything follows the task the store recorded: its primary metric is the default, and each
+metric's direction (accuracy: higher is better, in %; RMSE: lower is better, in the target's
+units) decides the best of a row, the reading of the AUBC and what reaching a target means.
+A run's own ``results.csv`` is :meth:`activeloss.store.Store.write_results_csv`.
 """
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..store import (
+    RESULT_FIRST_COLUMNS,
+    RESULT_INTERNAL,
+    RESULT_LAST_COLUMNS,
+    write_rows_csv,
+)
 from .collect import Collection, open_collection
-from .figures import palette, plot_confidence, plot_curves, plot_loss_prediction, plot_per_class, plot_time
+from .figures import (
+    palette,
+    plot_confidence,
+    plot_curves,
+    plot_loss_prediction,
+    plot_per_class,
+    plot_time,
+)
 from .tables import (
-    Table, aubc, aubc_per_trial, curves, labels_to_reach, mean_std, metric_table, summary_csv_rows, table,
-    timing_table, to_latex, to_markdown, write_results_csv, write_rows_csv, write_summary_csv, _write_text,
+    MetricInfo,
+    Table,
+    _write_text,
+    aubc,
+    aubc_per_trial,
+    curves,
+    labels_to_reach,
+    mean_std,
+    metric_info,
+    metric_table,
+    summary_csv_rows,
+    table,
+    timing_table,
+    to_latex,
+    to_markdown,
+    write_summary_csv,
 )
 
 __all__ = [
-    "report", "build_report", "Report", "write_results_csv", "curves", "mean_std", "aubc", "aubc_per_trial",
-    "labels_to_reach", "table", "timing_table", "plot_curves", "plot_loss_prediction", "loss_predictions",
+    "MetricInfo",
+    "Report",
+    "aubc",
+    "aubc_per_trial",
+    "build_report",
+    "curves",
+    "labels_to_reach",
+    "loss_predictions",
+    "mean_std",
+    "metric_info",
+    "plot_curves",
+    "plot_loss_prediction",
+    "report",
+    "table",
+    "timing_table",
 ]
+
+#: keys of a collection's rows that are not metrics
+_NOT_METRICS = frozenset(RESULT_FIRST_COLUMNS) | frozenset(RESULT_LAST_COLUMNS) | frozenset(RESULT_INTERNAL)
 
 
 @dataclass
@@ -48,43 +97,40 @@ def build_report(
     folders: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
     *,
-    metric: str = "accuracy",
+    metric: str | None = None,
     reach: Sequence[float] = (),
     cycle: int | None = None,
     markdown: str | Path | None = None,
     csv: str | Path | None = None,
     latex: str | Path | None = None,
 ) -> Report:
-    """The report of ``folders`` (pooled, see :mod:`.collect`), written where asked."""
+    """The report of ``folders`` (pooled, see :mod:`.collect`), written where asked.
+
+    ``metric`` defaults to the task's primary metric (accuracy, or RMSE for regression); ``reach``
+    targets are in its stored units (a fraction for accuracy, target units for RMSE).
+    """
     folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
     reach = list(reach)
-    for target in reach:
-        if not 0 < target <= 1:
-            raise ConfigError(f"--reach {target:g}: give the target {metric.replace('_', ' ')} as a fraction "
-                              f"in (0, 1], e.g. 0.9")
     with open_collection(folders) as col:
+        info = col.metric(metric or col.primary_metric)
+        _check_reach(reach, info)
         rows = col.rows
         if out is None and len(folders) == 1:
             out = folders[0]
         if not rows:
             return Report(f"{', '.join(map(str, folders))}: no finished cycle yet")
-        present = sorted({k for r in rows for k, v in r.items() if v is not None} - {
-            "strategy", "trial", "cycle", "labeled", "train_seconds", "query_seconds", "seed", "folder", "queried"})
-        if metric not in present:
-            raise ConfigError(f"--metric {metric}: the runs recorded {', '.join(present) or 'no metric'}")
+        present = sorted({k for r in rows for k, v in r.items() if v is not None} - _NOT_METRICS)
+        if info.name not in present:
+            raise ConfigError(f"--metric {info.name}: the runs recorded {', '.join(present) or 'no metric'}")
         chosen = _choose_cycle(rows, cycle)
-        tables = [metric_table(rows, col.pool_size, metric, reach=reach)]
-        if metric != "ranking_accuracy" and "ranking_accuracy" in present:
-            tables.append(metric_table(rows, col.pool_size, "ranking_accuracy", percent=False, with_aubc=False))
-        tables.append(timing_table(rows))
-        tables = [t for t in tables if t is not None]
+        tables = _tables(col, info, present, reach)
         header = _sources(col) if len(folders) > 1 else ""
         text = "\n\n".join(([header] if header else []) + [to_markdown(t) for t in tables])
         result = Report(text)
         if out is not None:
-            result.files = _write_outputs(col, Path(out), metric, reach, chosen, combined=len(folders) > 1)
+            result.files = _write_outputs(col, Path(out), info, reach, chosen, combined=len(folders) > 1)
         if csv:
-            write_summary_csv(summary_csv_rows(rows, col.pool_size, present, reach, metric), csv)
+            write_summary_csv(summary_csv_rows(rows, col.pool_size, present, reach, info), csv)
             result.files.append(Path(csv))
         if latex:
             head = f"% activeloss report of {', '.join(map(str, folders))}; needs \\usepackage{{booktabs}}\n\n"
@@ -95,6 +141,30 @@ def build_report(
                                                  Path(markdown)))
             result.files.append(Path(markdown))
         return result
+
+
+def _check_reach(reach: Sequence[float], info: MetricInfo) -> None:
+    """A percent metric's target is a fraction (0.9 for 90%: a 90 would never be reached); any other
+    metric's is a finite number in its units (``--reach 5.5`` for an RMSE)."""
+    for target in reach:
+        if info.percent and not 0 < target <= 1:
+            raise ConfigError(f"--reach {target:g}: give the target {info.label} as a fraction in (0, 1], e.g. 0.9")
+        if not math.isfinite(target):
+            raise ConfigError(f"--reach {target:g}: give the target {info.label} as a finite number")
+
+
+def _tables(col: Collection, info: MetricInfo, present: list[str], reach: Sequence[float]) -> list[Table]:
+    """The chosen metric (with ``reach``); when it is one of the task's, the task's other recorded metrics
+    (an RMSE table is followed by the MAE); the ranking accuracy of a loss-prediction module; the time."""
+    rows, pool = col.rows, col.pool_size
+    task_metrics = [str(m["name"]) for m in col.task.get("metrics", [])]
+    others = [m for m in task_metrics if m != info.name and m in present] if info.name in task_metrics else []
+    tables = [metric_table(rows, pool, info, reach=reach)]
+    tables += [metric_table(rows, pool, col.metric(name)) for name in others]
+    if info.name != "ranking_accuracy" and "ranking_accuracy" in present:
+        tables.append(metric_table(rows, pool, col.metric("ranking_accuracy"), with_aubc=False))
+    tables.append(timing_table(rows))
+    return [t for t in tables if t is not None]
 
 
 def _sources(col: Collection) -> str:
@@ -120,17 +190,19 @@ def _choose_cycle(rows: list[dict[str, Any]], requested: int | None) -> int:
     return requested
 
 
-def _write_outputs(col: Collection, out: Path, metric: str, reach: Sequence[float], cycle: int,
+def _write_outputs(col: Collection, out: Path, info: MetricInfo, reach: Sequence[float], cycle: int,
                    combined: bool) -> list[Path]:
+    """results.csv (the task's primary metric first) and the figures whose data the stores hold."""
     out.mkdir(parents=True, exist_ok=True)
     rows = col.rows
     files = [out / "results.csv"]
-    write_rows_csv(rows, files[0], extra=("seed", "folder") if combined else ())
+    write_rows_csv(rows, files[0], extra=("seed", "folder") if combined else (), primary=(col.primary_metric,))
     spec = col.dataset.get("spec", "")
     colors = palette(col.strategies)
-    plot_curves(rows, out / "curves.png", metric=metric, reach=reach, colors=colors,
-                title=f"{spec}: test {metric.replace('_', ' ')} vs labels (mean ± std over trials)".lstrip(": "))
-    plot_time(rows, out / "time.png", colors=colors, title=f"{spec}: train and query time per cycle (mean ± std over trials)".lstrip(": "))
+    plot_curves(rows, out / "curves.png", metric=info, reach=reach, colors=colors,
+                title=f"{spec}: test {info.label} vs labels (mean ± std over trials)".lstrip(": "))
+    plot_time(rows, out / "time.png", colors=colors,
+              title=f"{spec}: train and query time per cycle (mean ± std over trials)".lstrip(": "))
     files += [out / "curves.png", out / "time.png"]
     pairs = loss_predictions(col)
     if pairs:

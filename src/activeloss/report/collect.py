@@ -4,7 +4,9 @@ A user typically splits an experiment over folders (one strategy per process or
 machine, or more trials under another ``--seed``) and combines them in the report.
 The rules, so that a combined table never mixes protocols silently:
 
-* every folder must hold a store and runs on the same dataset (same kind, sizes and
+* every folder must hold a store of the same task (a regression RMSE and a classification
+  accuracy cannot share a table; a store written before tasks were recorded is classification);
+* every folder must hold runs on the same dataset (same kind, sizes and
   classes; with the same ``--seed`` also the same data fingerprint, since a seeded
   split legitimately differs between seeds);
 * a strategy found in several folders must have run with the same settings there,
@@ -16,12 +18,14 @@ The rules, so that a combined table never mixes protocols silently:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Self
 
 from ..errors import ConfigError
 from ..store import Store
+from .tables import MetricInfo, metric_info
 
 #: Settings that may differ between folders whose trials are pooled.
 POOLABLE = frozenset({"trials", "seed", "out", "device", "threads", "eval_batch_size", "strategies", "dataset",
@@ -49,6 +53,7 @@ class Collection:
     runs: list[RunRef]
     rows: list[dict[str, Any]]
     dataset: dict[str, Any]
+    task: dict[str, Any]  # name and metrics (with their direction), from the first folder's store
 
     @property
     def pool_size(self) -> int:
@@ -66,6 +71,16 @@ class Collection:
     def seeds(self) -> list[int]:
         return sorted({r.seed for r in self.runs})
 
+    @property
+    def primary_metric(self) -> str:
+        """The task's first metric: what the report shows when no ``--metric`` is asked for."""
+        metrics = self.task.get("metrics") or [{"name": "accuracy"}]
+        return str(metrics[0]["name"])
+
+    def metric(self, name: str) -> MetricInfo:
+        """How to read ``name`` in these runs (direction, percent), from the task's description."""
+        return metric_info(name, self.task)
+
     def array(self, run: RunRef, cycle: int, name: str) -> list | None:
         return self.stores[run.folder].array(run.run_id, cycle, name)
 
@@ -76,7 +91,7 @@ class Collection:
         for store in self.stores.values():
             store.close()
 
-    def __enter__(self) -> "Collection":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -88,8 +103,24 @@ def _describe(meta: dict[str, Any]) -> str:
 
 
 def _same_dataset(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    kind = lambda m: str(m.get("spec", "")).split(":", 1)[0].strip().lower()
-    return (kind(a), a.get("train"), a.get("test"), a.get("classes")) == (kind(b), b.get("train"), b.get("test"), b.get("classes"))
+    def key(m: dict[str, Any]) -> tuple[Any, ...]:
+        return str(m.get("spec", "")).split(":", 1)[0].strip().lower(), m.get("train"), m.get("test"), m.get("classes")
+
+    return key(a) == key(b)
+
+
+def _check_same_task(paths: list[Path], stores: dict[Path, Store]) -> dict[str, Any]:
+    """The task of the first folder, once every other folder is known to hold the same task."""
+    first = paths[0]
+    task = stores[first].task()
+    for p in paths[1:]:
+        other = stores[p].task()
+        if other.get("name") != task.get("name"):
+            raise ConfigError(
+                f"{first} and {p} hold runs of different tasks ({task.get('name')} vs {other.get('name')}); "
+                "combine only folders of the same task"
+            )
+    return task
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -123,6 +154,7 @@ def open_collection(folders: Sequence[str | Path]) -> Collection:
 
 def _combine(paths: list[Path], stores: dict[Path, Store]) -> Collection:
     first = paths[0]
+    task = _check_same_task(paths, stores)
     dataset = stores[first].get_meta("dataset", {}) or {}
     seed_of = {p: int((stores[p].get_meta("settings", {}) or {}).get("seed", 0)) for p in paths}
     print_of = {p: stores[p].get_meta("dataset_fingerprint") for p in paths}
@@ -146,8 +178,8 @@ def _combine(paths: list[Path], stores: dict[Path, Store]) -> Collection:
             key = (ref.strategy, seed, ref.trial)
             if key in owner:
                 raise ConfigError(
-                    f"strategy {ref.strategy!r} trial {ref.trial} (seed {seed}) is in both {owner[key].folder} and {p}; "
-                    "a trial may come from one folder only (run extra trials with another --seed)"
+                    f"strategy {ref.strategy!r} trial {ref.trial} (seed {seed}) is in both {owner[key].folder} "
+                    f"and {p}; a trial may come from one folder only (run extra trials with another --seed)"
                 )
             owner[key] = ref
             base = protocol.setdefault(ref.strategy, ref)
@@ -155,15 +187,16 @@ def _combine(paths: list[Path], stores: dict[Path, Store]) -> Collection:
             if diff:
                 k = diff[0]
                 raise ConfigError(
-                    f"strategy {ref.strategy!r} ran with different settings in {base.folder} ({k}={base.settings[k]!r}) "
-                    f"and {p} ({k}={ref.settings[k]!r}); only trials of the same protocol can be pooled"
+                    f"strategy {ref.strategy!r} ran with different settings in {base.folder} "
+                    f"({k}={base.settings[k]!r}) and {p} ({k}={ref.settings[k]!r}); "
+                    "only trials of the same protocol can be pooled"
                 )
             runs.append(ref)
     rows = []
     by_key = {(r.folder, r.strategy, r.trial): r for r in runs}
     for p in paths:
         results = stores[p].results()
-        last = {}
+        last: dict[tuple[str, int], int] = {}
         for row in results:
             last[(row["strategy"], row["trial"])] = max(last.get((row["strategy"], row["trial"]), -1), row["cycle"])
         for row in results:
@@ -172,4 +205,4 @@ def _combine(paths: list[Path], stores: dict[Path, Store]) -> Collection:
             final = planned - 1 if isinstance(planned, int) else last[(row["strategy"], row["trial"])]
             row.update(seed=ref.seed, folder=str(p), queried=row["cycle"] < final)
             rows.append(row)
-    return Collection(paths, stores, runs, rows, dataset)
+    return Collection(paths, stores, runs, rows, dataset, task)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .tables import curves, mean_std, timing
+from .tables import MetricInfo, curves, mean_std, metric_info, timing
 
 
 def _plt():
@@ -51,35 +52,45 @@ def _grid(n: int, width: float, height: float, max_cols: int = 4, **kw):
     return fig, list(axes.flat[:n])
 
 
-def plot_curves(rows: list[dict[str, Any]], path: str | Path, title: str = "", metric: str = "accuracy",
-                reach: Sequence[float] = (), colors: dict[str, Any] | None = None) -> None:
-    """Learning curves (mean over trials) with a ±1 std band, one line per strategy; dashed lines at
-    the ``reach`` targets."""
+def curves_ylabel(metric: str | MetricInfo) -> str:
+    """The y label of the learning curves: the metric, its unit and its direction, e.g.
+    ``test accuracy (%)`` or ``test RMSE (lower is better)`` (a falling curve is then good news)."""
+    return f"test {metric_info(metric).heading}"
+
+
+def plot_curves(rows: list[dict[str, Any]], path: str | Path, title: str = "", metric: str | MetricInfo = "accuracy",
+                reach: Sequence[float] = (), colors: dict[str, Any] | None = None) -> Any:
+    """Learning curves (mean over trials) with a ±1 std band, one line per strategy, in the metric's
+    units (x100 for a percent metric); dashed lines at the ``reach`` targets.  Returns the axes."""
     plt = _plt()
-    data = curves(rows, metric)
+    info = metric_info(metric)
+    data = curves(rows, info.name)
     colors = colors or palette(list(data))
     fig, ax = plt.subplots(figsize=(8, 5.2), dpi=150)
     for strategy, per in data.items():
         cycles = sorted(per)
         x = np.array([per[c]["labeled"] for c in cycles])
-        stats = np.array([mean_std(per[c]["values"].values()) for c in cycles]) * 100
+        stats = np.array([mean_std(per[c]["values"].values()) for c in cycles]) * info.scale
         color = colors[strategy]
         ax.plot(x, stats[:, 0], marker="o", ms=3.5, lw=1.8, color=color, label=strategy)
         ax.fill_between(x, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1], color=color, alpha=0.15, lw=0)
     for target in reach:
-        ax.axhline(target * 100, color="0.35", ls="--", lw=1)
-        ax.annotate(f"target {target * 100:g}%", (0.005, target * 100), xycoords=("axes fraction", "data"),
-                    xytext=(2, 3), textcoords="offset points", fontsize=8, color="0.3")
+        ax.axhline(target * info.scale, color="0.35", ls="--", lw=1)
+        ax.annotate(f"target {info.target_text(target)}", (0.005, target * info.scale),
+                    xycoords=("axes fraction", "data"), xytext=(2, 3), textcoords="offset points", fontsize=8,
+                    color="0.3")
     ax.set_xlabel("labeled items")
-    ax.set_ylabel(f"test {metric.replace('_', ' ')} (%)")
+    ax.set_ylabel(curves_ylabel(info))
     ax.set_title(title or "Learning curves (mean ± std over trials)")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=9, ncol=2 if len(data) > 6 else 1)
     fig.tight_layout()
     _save(fig, path)
+    return ax
 
 
-def plot_time(rows: list[dict[str, Any]], path: str | Path, title: str = "", colors: dict[str, Any] | None = None) -> None:
+def plot_time(rows: list[dict[str, Any]], path: str | Path, title: str = "",
+              colors: dict[str, Any] | None = None) -> None:
     """Train and query seconds per cycle against labels, mean ± std over trials; log scale when the
     strategies differ by orders of magnitude (queries often do)."""
     plt = _plt()
@@ -122,7 +133,8 @@ def plot_time(rows: list[dict[str, Any]], path: str | Path, title: str = "", col
 def plot_loss_prediction(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
                          colors: dict[str, Any] | None = None) -> None:
     """Predicted vs real test loss, one panel per strategy, with Pearson r, Spearman rho and
-    the ranking accuracy (the module only has to order losses, not match their scale)."""
+    the ranking accuracy (the module only has to order losses, not match their scale).  Any task's
+    per-item losses will do (cross-entropy, squared error)."""
     from scipy import stats
 
     from ..metrics import ranking_accuracy
@@ -217,7 +229,7 @@ def plot_per_class(per_class: dict[str, np.ndarray], class_names: Sequence[str],
         bar = 0.84 / len(strategies)
         for i, s in enumerate(strategies):
             ax.bar(x - 0.42 + bar * (i + 0.5), means[i], bar, yerr=stds[i] if trials > 1 else None,
-                   color=colors[s], label=legend[s], error_kw=dict(lw=0.7, capsize=0, ecolor="0.3"))
+                   color=colors[s], label=legend[s], error_kw={"lw": 0.7, "capsize": 0, "ecolor": "0.3"})
         ax.set_xticks(x, names, rotation=30 if max(len(n) for n in names) > 3 else 0,
                       ha="right" if max(len(n) for n in names) > 3 else "center")
         ax.set_xlim(-0.6, num_classes - 0.4)

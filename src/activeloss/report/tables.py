@@ -2,55 +2,75 @@
 
 A trial is identified by ``(seed, trial)`` so that trials pooled from folders run with
 different seeds stay apart.  Every statistic is a mean and a sample standard deviation
-(``ddof=1``; 0 for a single trial) over trials.
+(``ddof=1``; 0 for a single trial) over trials.  A metric knows its direction
+(:class:`MetricInfo`): the best mean of a row, the AUBC's reading and "labels to reach a
+target" follow it, so an RMSE table bolds the lowest error.
 """
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..store import Store
-
-FIRST_COLUMNS = ["strategy", "trial", "cycle", "labeled"]
-LAST_COLUMNS = ["train_seconds", "query_seconds"]
-_INTERNAL = {"seed", "folder", "queried"}
+from ..store import DEFAULT_TASK
 
 
-# -- per-run rows -------------------------------------------------------------
-def write_results_csv(store: Store, path: str | Path) -> None:
-    """One row per (strategy, trial, cycle) of one store; written to a temporary file and renamed."""
-    write_rows_csv(store.results(), path)
+# -- metrics ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MetricInfo:
+    """How to read and show a metric: its direction, and whether it is a fraction shown in %."""
+
+    name: str
+    higher_is_better: bool = True
+    percent: bool = False
+
+    @property
+    def scale(self) -> float:
+        """Factor from the stored value to the shown one (accuracy 0.9 is shown as 90)."""
+        return 100.0 if self.percent else 1.0
+
+    @property
+    def label(self) -> str:
+        """The name as people write it: ``rmse`` -> ``RMSE``, ``ranking_accuracy`` -> ``ranking accuracy``."""
+        return " ".join(w.upper() if w in _ACRONYMS else w for w in self.name.split("_"))
+
+    @property
+    def heading(self) -> str:
+        """The label with its unit and direction, e.g. ``accuracy (%)`` or ``RMSE (lower is better)``."""
+        parts = (["%"] if self.percent else []) + ([] if self.higher_is_better else ["lower is better"])
+        return self.label + (f" ({', '.join(parts)})" if parts else "")
+
+    def reached(self, value: float, target: float) -> bool:
+        """Whether ``value`` is at the target or better (a hair of tolerance for float sums)."""
+        return value >= target - 1e-12 if self.higher_is_better else value <= target + 1e-12
+
+    def target_text(self, target: float) -> str:
+        """A target as shown: ``90%`` for a percent metric, ``5.5`` otherwise."""
+        return f"{target * 100:g}%" if self.percent else f"{target:g}"
 
 
-def write_rows_csv(rows: list[dict[str, Any]], path: str | Path, extra: Sequence[str] = ()) -> None:
-    """``strategy, trial, cycle, labeled, <metrics>, train_seconds, query_seconds, <extra>``, never half-written."""
-    metric_names: list[str] = []
-    for row in rows:
-        for key in row:
-            if key not in FIRST_COLUMNS + LAST_COLUMNS and key not in _INTERNAL and key not in metric_names:
-                metric_names.append(key)
-    metric_names.sort(key=lambda k: (k != "accuracy", k))
-    columns = FIRST_COLUMNS + metric_names + LAST_COLUMNS + list(extra)
-    path = Path(path)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _fmt(row.get(k)) for k in columns})
-    os.replace(tmp, path)
+_ACRONYMS = frozenset({"rmse", "mae", "mse", "nll", "auc", "iou", "ece", "r2"})
+#: metrics a learner records besides the task's, with their reading
+KNOWN_METRICS = {"ranking_accuracy": MetricInfo("ranking_accuracy", higher_is_better=True, percent=False)}
 
 
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else value
+def metric_info(metric: str | MetricInfo, task: dict[str, Any] | None = None) -> MetricInfo:
+    """The reading of ``metric``: from the task's description when it lists it, else a known
+    metric, else higher is better and a percentage only for a name ending in ``accuracy``."""
+    if isinstance(metric, MetricInfo):
+        return metric
+    described: dict[str, Any] = task or DEFAULT_TASK
+    for entry in described.get("metrics", []):
+        if entry.get("name") == metric:
+            return MetricInfo(metric, bool(entry.get("higher_is_better", True)), bool(entry.get("percent", False)))
+    return KNOWN_METRICS.get(metric) or MetricInfo(metric, True, metric.endswith("accuracy"))
 
 
 # -- statistics ----------------------------------------------------------------
@@ -75,33 +95,37 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
-def aubc(labeled: list[int], accuracy: list[float], pool_size: int) -> float:
-    """Area under the budget curve: trapezoid of accuracy over the labeled fraction, divided by the
-    fraction's range so that it reads as an average accuracy (1.0 is perfect)."""
+def aubc(labeled: list[int], values: list[float], pool_size: int) -> float:
+    """Area under the budget curve: trapezoid of the metric over the labeled fraction, divided by the
+    fraction's range so that it reads as an average of the metric over the budget (an average
+    accuracy, 1.0 is perfect; an average RMSE, lower is better)."""
     if len(labeled) == 1:
-        return float(accuracy[0])
+        return float(values[0])
     x = np.asarray(labeled, dtype=float) / pool_size
-    y = np.asarray(accuracy, dtype=float)
+    y = np.asarray(values, dtype=float)
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))
 
 
 def aubc_per_trial(per_cycle: dict[int, dict[str, Any]], pool_size: int) -> list[float]:
-    """AUBC of each trial that finished every cycle of the strategy."""
+    """AUBC of each trial that finished every cycle of the strategy, in the metric's units and
+    direction (compare them with :func:`_best` and the metric's ``higher_is_better``)."""
     cycles = sorted(per_cycle)
     trials = set.intersection(*(set(per_cycle[c]["values"]) for c in cycles)) if cycles else set()
     labeled = [per_cycle[c]["labeled"] for c in cycles]
     return [aubc(labeled, [per_cycle[c]["values"][t] for c in cycles], pool_size) for t in sorted(trials)]
 
 
-def labels_to_reach(per_cycle: dict[int, dict[str, Any]], target: float) -> tuple[list[int], int]:
-    """Labels at the first cycle where each trial's metric is >= ``target``: (labels of the trials
-    that reached it, number of trials)."""
+def labels_to_reach(per_cycle: dict[int, dict[str, Any]], target: float,
+                    higher_is_better: bool = True) -> tuple[list[int], int]:
+    """Labels at the first cycle where each trial's metric is at ``target`` or better (>= for a
+    higher-is-better metric, <= for an error): (labels of the trials that reached it, number of trials)."""
+    info = MetricInfo("", higher_is_better)
     trials = sorted({t for cell in per_cycle.values() for t in cell["values"]})
     reached = []
     for t in trials:
         for c in sorted(per_cycle):
             value = per_cycle[c]["values"].get(t)
-            if value is not None and value >= target - 1e-12:
+            if value is not None and info.reached(value, target):
                 reached.append(int(per_cycle[c]["labeled"]))
                 break
     return reached, len(trials)
@@ -137,6 +161,7 @@ def _seconds(values: Sequence[float]) -> str:
 
 
 def _best(means: list[float | None], higher: bool) -> set[int]:
+    """Indices of the best mean (ties included); none when fewer than two can be compared."""
     valid = [m for m in means if m is not None and not math.isnan(m)]
     if len(valid) < 2:
         return set()
@@ -144,21 +169,29 @@ def _best(means: list[float | None], higher: bool) -> set[int]:
     return {i for i, m in enumerate(means) if m is not None and abs(m - target) < 1e-12}
 
 
-def _percent(metric: str) -> bool:
-    return metric.endswith("accuracy")
+def _digits(data: dict[str, dict[int, dict[str, Any]]], info: MetricInfo) -> int:
+    """Decimals of a table's cells: 2, or more for a real-valued metric whose values are small
+    (an RMSE of 0.004 must not read 0.00)."""
+    if info.percent:
+        return 2
+    means = [abs(mean_std(cell["values"].values())[0]) for per in data.values() for cell in per.values()]
+    smallest = min((m for m in means if 0 < m < math.inf), default=1.0)
+    return int(min(6, max(2, 1 - math.floor(math.log10(smallest)))))
 
 
-def metric_table(rows: list[dict[str, Any]], pool_size: int, metric: str = "accuracy", percent: bool | None = None,
-                 reach: Sequence[float] = (), with_aubc: bool = True) -> Table | None:
+def metric_table(rows: list[dict[str, Any]], pool_size: int, metric: str | MetricInfo = "accuracy",
+                 percent: bool | None = None, reach: Sequence[float] = (), with_aubc: bool = True) -> Table | None:
     """The metric per cycle as mean ± std over trials, one column per strategy; then the AUBC and the
-    labels needed to reach each ``reach`` target."""
-    data = curves(rows, metric)
+    labels needed to reach each ``reach`` target.  The best mean of a row follows the metric's direction;
+    ``percent`` overrides its display."""
+    info = metric_info(metric)
+    info = info if percent is None else replace(info, percent=percent)
+    data = curves(rows, info.name)
     if not data:
         return None
-    percent = _percent(metric) if percent is None else percent
-    scale = 100.0 if percent else 1.0
     strategies = list(data)
     cycles = sorted({c for per in data.values() for c in per})
+    digits = _digits(data, info)
     table = Table("", ["cycle", "labeled"] + strategies, [], align="lr" + "r" * len(strategies))
     for r, c in enumerate(cycles):
         labeled = sorted({per[c]["labeled"] for per in data.values() if c in per})
@@ -166,22 +199,22 @@ def metric_table(rows: list[dict[str, Any]], pool_size: int, metric: str = "accu
         means: list[float | None] = []
         for s in strategies:
             cell = data[s].get(c)
-            line.append(_cell(list(cell["values"].values()), scale) if cell else "")
+            line.append(_cell(list(cell["values"].values()), info.scale, digits) if cell else "")
             means.append(mean_std(cell["values"].values())[0] if cell else None)
         table.body.append(line)
-        table.best |= {(r, 2 + i) for i in _best(means, higher=True)}
+        table.best |= {(r, 2 + i) for i in _best(means, info.higher_is_better)}
     if with_aubc:
         line, means = ["AUBC", ""], []
         for s in strategies:
             values = aubc_per_trial(data[s], pool_size)
-            line.append(_cell(values, scale) if values else "")
+            line.append(_cell(values, info.scale, digits) if values else "")
             means.append(mean_std(values)[0] if values else None)
         table.summary.append(line)
-        table.best |= {(len(cycles), 2 + i) for i in _best(means, higher=True)}
+        table.best |= {(len(cycles), 2 + i) for i in _best(means, info.higher_is_better)}
     for target in reach:
-        line, means = [f"labels to {_target(target, percent)}", ""], []
+        line, means = [f"labels to {info.target_text(target)}", ""], []
         for s in strategies:
-            reached, n = labels_to_reach(data[s], target)
+            reached, n = labels_to_reach(data[s], target, info.higher_is_better)
             if not reached:
                 line.append("not reached")
                 means.append(None)
@@ -195,7 +228,7 @@ def metric_table(rows: list[dict[str, Any]], pool_size: int, metric: str = "accu
         table.notes.append("labels to a target: mean ± std over the trials that reached it at some cycle; "
                            "(k/n) when only k of n trials did (the mean is then optimistic), "
                            "'not reached' when none did")
-    table.title = f"{metric.replace('_', ' ')}{' (%)' if percent else ''}, mean ± std over {_trials_text(data)}"
+    table.title = f"{info.heading}, mean ± std over {_trials_text(data)}"
     return table
 
 
@@ -206,10 +239,6 @@ def _trials_text(data: dict[str, dict[int, dict[str, Any]]]) -> str:
         n = next(iter(counts.values()))
         return f"{n} trial{'s' if n != 1 else ''}"
     return "trials (" + ", ".join(f"{s}: {n}" for s, n in counts.items()) + ")"
-
-
-def _target(target: float, percent: bool) -> str:
-    return f"{target * 100:g}%" if percent else f"{target:g}"
 
 
 def timing(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
@@ -291,15 +320,17 @@ def to_latex(table: Table) -> str:
 
 
 def summary_csv_rows(rows: list[dict[str, Any]], pool_size: int, metrics: Sequence[str],
-                     reach: Sequence[float], reach_metric: str) -> list[dict[str, Any]]:
+                     reach: Sequence[float], reach_metric: str | MetricInfo) -> list[dict[str, Any]]:
     """The long-format summary: one row per (kind, strategy, metric, cycle or target).
 
     kind ``cycle`` (mean, std, n of the metric at a cycle), ``aubc`` (per metric), ``reach`` (labels to
-    ``target`` of ``reach_metric``: mean, std over the n trials that reached it, of ``trials``),
-    ``train_seconds`` / ``query_seconds`` (per cycle, mean and std over trials).  Metrics are fractions.
+    ``target`` of ``reach_metric``, in its direction: mean, std over the n trials that reached it, of
+    ``trials``), ``train_seconds`` / ``query_seconds`` (per cycle, mean and std over trials).  Metrics
+    are in their stored units (accuracy as a fraction, RMSE in the target's units).
     """
+    reach_info = metric_info(reach_metric)
     out: list[dict[str, Any]] = []
-    blank = dict(cycle="", labeled="", target="", trials="")
+    blank = {"cycle": "", "labeled": "", "target": "", "trials": ""}
     for metric in metrics:
         data = curves(rows, metric)
         for strategy, per in data.items():
@@ -314,18 +345,26 @@ def summary_csv_rows(rows: list[dict[str, Any]], pool_size: int, metrics: Sequen
                 m, sd = mean_std(values)
                 out.append({**blank, "kind": "aubc", "strategy": strategy, "metric": metric, "mean": m, "std": sd,
                             "n": len(values), "trials": trials})
-            if metric == reach_metric:
-                for target in reach:
-                    reached, n = labels_to_reach(per, target)
-                    m, sd = mean_std(reached) if reached else (None, None)
-                    out.append({**blank, "kind": "reach", "strategy": strategy, "metric": metric, "target": target,
-                                "mean": m, "std": sd, "n": len(reached), "trials": n})
+            if metric == reach_info.name:
+                out += _reach_rows(per, strategy, reach_info, reach, blank)
     for strategy, t in timing(rows).items():
         for kind, values in (("train_seconds", t["train"]), ("query_seconds", t["query"])):
             if values:
                 m, sd = mean_std(values)
                 out.append({**blank, "kind": kind, "strategy": strategy, "metric": "", "mean": m, "std": sd,
                             "n": len(values), "trials": len(t["train"])})
+    return out
+
+
+def _reach_rows(per: dict[int, dict[str, Any]], strategy: str, info: MetricInfo, reach: Sequence[float],
+                blank: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's ``reach`` rows of one strategy (mean and std empty when no trial reached it)."""
+    out = []
+    for target in reach:
+        reached, n = labels_to_reach(per, target, info.higher_is_better)
+        m, sd = mean_std(reached) if reached else (None, None)
+        out.append({**blank, "kind": "reach", "strategy": strategy, "metric": info.name, "target": target,
+                    "mean": m, "std": sd, "n": len(reached), "trials": n})
     return out
 
 
@@ -337,14 +376,19 @@ def write_summary_csv(summary: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def _csv_text(summary: list[dict[str, Any]]) -> str:
-    import io
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in summary:
-        writer.writerow({k: f"{v:.12g}" if isinstance(v := row.get(k), float) else _fmt(v) for k in SUMMARY_COLUMNS})
+        writer.writerow({k: _summary_value(row.get(k)) for k in SUMMARY_COLUMNS})
     return buf.getvalue()
+
+
+def _summary_value(value: Any) -> Any:
+    """Floats with 12 significant digits (the summary is for further computation), None as empty."""
+    if isinstance(value, float):
+        return f"{value:.12g}"
+    return "" if value is None else value
 
 
 def _write_text(path: str | Path, text: str) -> None:
@@ -357,7 +401,10 @@ def _write_text(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def table(rows: list[dict[str, Any]], pool_size: int, metric: str = "accuracy", percent: bool = True) -> str:
-    """The metric table as Markdown text (mean ± std per cycle and the AUBC for accuracy)."""
-    t = metric_table(rows, pool_size, metric, percent, with_aubc=metric == "accuracy")
+def table(rows: list[dict[str, Any]], pool_size: int, metric: str | MetricInfo = "accuracy",
+          percent: bool | None = None) -> str:
+    """The metric table as Markdown text (mean ± std per cycle, and the AUBC but for the ranking accuracy,
+    which is a property of the module, not of the budget)."""
+    info = metric_info(metric)
+    t = metric_table(rows, pool_size, info, percent, with_aubc=info.name != "ranking_accuracy")
     return to_markdown(t) if t else ""

@@ -42,3 +42,14 @@ def bald(probs: torch.Tensor) -> torch.Tensor:
     _check(probs)
     mi = _entropy(probs.mean(dim=0)) - _entropy(probs).mean(dim=0)
     return mi.clamp_min(0.0)
+
+
+def predictive_variance(values: torch.Tensor) -> torch.Tensor:
+    """Variance of T stochastic real-valued predictions per item, summed over outputs (N,).
+
+    ``values`` has shape (T, N, D); the population variance over the T passes (what MC
+    dropout estimates as the model's epistemic uncertainty of a regression prediction).
+    """
+    if not isinstance(values, torch.Tensor) or values.dim() != 3 or values.shape[0] == 0:
+        raise ValueError("values must be a 3-d tensor (T >= 1 passes, N items, D outputs)")
+    return values.double().var(dim=0, unbiased=False).sum(dim=-1).to(values.dtype)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.modes import eval_mode
-from ..performance import full_precision
+from ..device.performance import full_precision
 
 NORMS = ("tensor_sum", "global")
 METHODS = ("auto", "hooks", "func", "loop")

@@ -1,15 +1,17 @@
-"""Batch selection over feature vectors (Core-set's k-center greedy).
+"""Batch selection over feature vectors: Core-set's k-center greedy and BADGE's k-means++ seeding.
 
 Pure tensor functions: features in, candidate indices out.  They never touch the pool,
 the store or a model, so they are unit-tested on small arrays.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .performance import full_precision
+from ..device.performance import full_precision
 
-__all__ = ["k_center_greedy"]
+__all__ = ["k_center_greedy", "kmeans_pp_factored"]
 
 _DEFAULT_CHUNK = 8192
 
@@ -145,4 +147,43 @@ def k_center_greedy(
             new.add_(cand_sq.index_select(0, idx)).clamp_min_(0.0)
             torch.minimum(dist, new, out=dist)
             dist.index_fill_(0, idx, float("-inf"))
+    return picks
+
+
+def kmeans_pp_factored(a: torch.Tensor, h: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding over the embeddings ``g_i = a_i outer h_i`` without building them.
+
+    ``||g_i - g_j||^2 = ||a_i||^2 ||h_i||^2 + ||a_j||^2 ||h_j||^2 - 2 (a_i.a_j)(h_i.h_j)``,
+    so each step costs O(N (C + D)) and memory stays O(N).  As in the BADGE code, the first
+    pick is the largest-norm embedding (ties -> lowest index); each next pick is drawn with
+    probability proportional to the squared distance to the nearest pick (D^2 sampling,
+    from ``gen``).  Picked items get weight 0, so nothing is picked twice; when every
+    unpicked item is at distance 0 (duplicates, all-zero gradients) the draw is uniform
+    over the unpicked ones.  Computed in float64; distances below 1e-10 of the norms are
+    round-off and count as 0.  Returns k distinct positions in the order picked.
+    """
+    n = a.shape[0]
+    if not 0 <= k <= n:
+        raise ValueError(f"cannot pick k={k} of {n} items")
+    picks = torch.empty(k, dtype=torch.long)
+    if k == 0:
+        return picks
+    a = a.double()
+    h = h.double()
+    sq = a.pow(2).sum(1) * h.pow(2).sum(1)  # ||g_i||^2
+    picked = torch.zeros(n, dtype=torch.bool, device=a.device)
+    dist = None
+    idx = int(torch.argmax(sq))
+    for step in range(k):
+        if step > 0:
+            weights = dist.masked_fill(picked, 0.0)
+            total = float(weights.sum())
+            if not (total > 0 and math.isfinite(total)):
+                weights = (~picked).double()
+            idx = int(torch.multinomial(weights.cpu(), 1, generator=gen))
+        picks[step] = idx
+        picked[idx] = True
+        new = sq + sq[idx] - 2.0 * (a @ a[idx]) * (h @ h[idx])
+        new = torch.where(new <= 1e-10 * (sq + sq[idx]), torch.zeros_like(new), new)
+        dist = new if dist is None else torch.minimum(dist, new)
     return picks

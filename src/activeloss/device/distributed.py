@@ -155,7 +155,7 @@ def on_main(fn: Callable[[], T], share: bool = False) -> T | None:
 
 
 def _picklable(exc: BaseException | None) -> BaseException | None:
-    from .errors import ActiveLossError
+    from ..errors import ActiveLossError
 
     if exc is None:
         return None

@@ -1,19 +1,19 @@
-"""Training and evaluation of a model and its objective on the labeled items."""
+"""Training and evaluation of a model and its objective on the labeled items, for any task."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import distributed
-from .inputs import Inputs
+from .data import Inputs
+from .device import distributed
+from .device.performance import autocast
 from .models import Taps
 from .objectives import Objective, Step
-from .performance import autocast
 from .seeding import on_device
+from .tasks import Task
 
 
 @dataclass
@@ -27,7 +27,7 @@ class TrainConfig:
     gamma: float
 
 
-def make_optimizer(model: nn.Module, objective: Objective, cfg: TrainConfig, settings) -> tuple:
+def make_optimizer(model: nn.Module, objective: Objective, cfg: TrainConfig) -> tuple[Any, Any]:
     """One SGD over the model and the objective's groups, with a per-group multi-step schedule.
 
     A ``LambdaLR`` with one factor function per group lets a group opt out of the decay
@@ -35,13 +35,13 @@ def make_optimizer(model: nn.Module, objective: Objective, cfg: TrainConfig, set
     """
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
     decays = [True]
-    for g in objective.param_groups(settings):
+    for g in objective.param_groups():
         groups.append({"params": g.params, "lr": g.lr})
         decays.append(g.decay)
     optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     milestones = sorted(cfg.milestones)
 
-    def factor(decay: bool):
+    def factor(decay: bool) -> Callable[[int], float]:
         return lambda epoch: cfg.gamma ** sum(epoch >= m for m in milestones) if decay else 1.0
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(d) for d in decays])
@@ -60,17 +60,18 @@ def _share(local: int, size: int, mean_over: str) -> float:
 def train(
     model: nn.Module,
     objective: Objective,
+    task: Task,
     inputs: Inputs,
     indices: torch.Tensor,
     labels: torch.Tensor,
     cfg: TrainConfig,
     taps: Taps | None,
     gen: torch.Generator,
-    settings=None,
-    progress=None,
+    progress: Callable[[int, int], None] | None = None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> None:
-    """Train ``model`` (and ``objective``) on the items ``indices`` with ``labels`` for ``cfg.epochs``.
+    """Train ``model`` (and ``objective``) on the items ``indices`` with targets ``labels`` for
+    ``cfg.epochs``; ``task`` gives the per-sample loss.
 
     Batches are drawn from a fresh permutation each epoch (``gen``) and augmented as a
     whole on the device.  A last batch of a single item is skipped (BatchNorm cannot
@@ -89,7 +90,7 @@ def train(
     """
     device = inputs.device
     forward = model if forward is None else forward
-    optimizer, scheduler = make_optimizer(model, objective, cfg, settings)
+    optimizer, scheduler = make_optimizer(model, objective, cfg)
     labels = labels.to(device)
     indices = indices.to(device)  # batches are cut on the device: no copy from the host per step
     n = indices.numel()
@@ -116,11 +117,11 @@ def train(
                 with autocast(device):
                     if taps is not None:
                         taps.clear()
-                    logits = forward(x)
-                    losses = F.cross_entropy(logits.float(), y, reduction="none")
+                    outputs = forward(x)
+                    losses = task.loss(outputs, y)  # per sample, [B]: what a loss predictor learns
                     loss = losses.mean()
                     extra = objective.batch_loss(
-                        Step(x, y, logits, losses, taps.outputs if taps is not None else None, epoch)
+                        Step(x, y, outputs, losses, taps.outputs if taps is not None else None, epoch)
                     )
                     if share is not None:  # this rank's part of the global batch's mean
                         loss = loss * _share(share.numel(), batch.numel(), "sample")
@@ -141,18 +142,19 @@ def train(
 
 @dataclass
 class Evaluation:
-    accuracy: float
+    metrics: dict[str, float]  # the task's metrics on the test set
+    outputs: torch.Tensor  # the model's test outputs (float32, on the CPU)
     losses: torch.Tensor  # per-sample test loss
     predicted_losses: torch.Tensor | None  # from the objective's loss predictor, when it has one
-    predictions: torch.Tensor
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, objective: Objective, inputs: Inputs, batch_size: int, taps: Taps | None,
+    model: nn.Module, objective: Objective, task: Task, inputs: Inputs, batch_size: int, taps: Taps | None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Evaluation:
-    """Test accuracy, per-sample test losses and (when the objective predicts them) predicted losses.
+    """The task's test metrics, per-sample test losses and (when the objective predicts them)
+    predicted losses.
 
     Under torchrun each rank evaluates its run of whole batches and the per-item results are
     gathered in test-set order, so every rank gets the single-process numbers.
@@ -161,7 +163,7 @@ def evaluate(
     objective.eval()
     device = inputs.device
     forward = model if forward is None else forward
-    losses, preds, predicted = [], [], []
+    losses, outs, predicted = [], [], []
     lo, n = distributed.batch_range(inputs.x_test.shape[0], batch_size)
     for start in range(lo, n, batch_size):
         x = inputs.test_batch(start, min(n, start + batch_size))
@@ -169,24 +171,23 @@ def evaluate(
         with autocast(device):
             if taps is not None:
                 taps.clear()
-            logits = forward(x).float()
+            out = forward(x).float()
             if taps is not None:
                 p = objective.predict_loss(taps.outputs)
                 if p is not None:
                     predicted.append(p.float().flatten())
-        losses.append(F.cross_entropy(logits, y, reduction="none"))
-        preds.append(logits.argmax(dim=1))
+        losses.append(task.loss(out, y))
+        outs.append(out)
     if distributed.active():
         empty = torch.zeros(0, device=device)
         losses = [distributed.all_gather_cat(torch.cat(losses) if losses else empty)]
-        preds = [distributed.all_gather_cat(torch.cat(preds) if preds else empty.long())]
+        outs = [distributed.all_gather_cat(torch.cat(outs) if outs else empty)]
         if taps is not None and objective.predicts_loss:
             predicted = [distributed.all_gather_cat(torch.cat(predicted) if predicted else empty)]
-    pred = torch.cat(preds)
-    accuracy = float((pred == inputs.y_test).float().mean())
+    outputs = torch.cat(outs)
     return Evaluation(
-        accuracy=accuracy,
+        metrics=task.evaluate(outputs, inputs.y_test),
+        outputs=outputs.cpu(),
         losses=torch.cat(losses).cpu(),
         predicted_losses=torch.cat(predicted).cpu() if predicted else None,
-        predictions=pred.cpu(),
     )

@@ -7,7 +7,7 @@ from typing import Iterator
 import torch
 
 from .augment import augment
-from .data import Dataset
+from .dataset import Dataset
 
 
 @dataclass
@@ -15,8 +15,10 @@ class Inputs:
     """Train and test inputs on ``device`` with the normalisation of the train set.
 
     Images stay ``uint8`` until a batch is taken (4x less memory, and the whole
-    CIFAR-size set fits on a GPU); rows are float32.  Normalisation uses the
-    per-channel (images) or per-feature (rows) mean and std of the training set.
+    CIFAR-size set fits on a GPU) and are scaled to [0, 1] then; float images and rows
+    are used as they are.  Normalisation uses the per-channel (images) or per-feature
+    (rows) mean and std of the training inputs (all of them: inputs are not labels).
+    Targets are whatever the task stores (class indices, real values).
     """
 
     x_train: torch.Tensor
@@ -35,7 +37,7 @@ class Inputs:
                      memory_format: torch.memory_format = torch.contiguous_format) -> "Inputs":
         x = data.x_train
         if data.is_image:
-            xf = x.float() / 255.0
+            xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
             mean = xf.mean(dim=(0, 2, 3))
             std = xf.std(dim=(0, 2, 3)).clamp_min(1e-6)
             shape = (1, -1, 1, 1)
@@ -63,7 +65,7 @@ class Inputs:
 
     def _normalise(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         if self.is_image:
-            x = x.float().div_(255.0)
+            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
             if gen is not None and self.augment_ops:
                 x = augment(x, self.augment_ops, self.pad, gen)
             return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)

@@ -3,7 +3,7 @@
 Each ``NAME.toml`` holds a ``description`` (one line for ``activeloss presets``), a
 ``reference``, ``for_dataset`` (the data the protocol was written for) and settings
 keyed exactly like the CLI options.  Turning them into settings, and layering them
-under what the user gives, is :func:`activeloss.config.apply_preset`'s job; this
+under what the user gives, is :func:`activeloss.config.settings.apply_preset`'s job; this
 module only finds and reads the files (through :mod:`importlib.resources`, so an
 installed wheel has them too).
 """
@@ -13,7 +13,7 @@ import tomllib
 from importlib import resources
 from typing import Any
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 
 def _files() -> dict[str, Any]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ConfigError, PoolError
+from ..errors import ConfigError, PoolError
 
 UNLABELED = -1
 
@@ -11,13 +11,15 @@ UNLABELED = -1
 class Pool:
     """Labeling state of the ``size`` training items.  Knows nothing about models.
 
-    ``labels`` holds the label the oracle gave (which may differ from the truth under
-    label noise) and ``label_cycle`` the first training cycle that used it.
+    ``labels`` holds the target the oracle gave (which may differ from the truth under
+    label noise; a class index, a real value...) and ``label_cycle`` the first training
+    cycle that used it.  ``labels`` starts as ``empty`` (the task's "unknown" targets;
+    class indices of -1 by default).
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, empty: torch.Tensor | None = None) -> None:
         self.size = size
-        self.labels = torch.full((size,), UNLABELED, dtype=torch.long)
+        self.labels = torch.full((size,), UNLABELED, dtype=torch.long) if empty is None else empty.clone()
         self.label_cycle = torch.full((size,), UNLABELED, dtype=torch.long)
 
     @property
@@ -37,7 +39,7 @@ class Pool:
     def add(self, indices: torch.Tensor, labels: torch.Tensor, cycle: int) -> None:
         """Record ``labels`` for ``indices``; labeling an item twice is an error, never a silent overwrite."""
         indices = torch.as_tensor(indices, dtype=torch.long).cpu()
-        labels = torch.as_tensor(labels, dtype=torch.long).cpu()
+        labels = torch.as_tensor(labels).to(self.labels.dtype).cpu()
         if indices.numel() != labels.numel():
             raise PoolError(f"{indices.numel()} items but {labels.numel()} labels")
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.size):
@@ -50,16 +52,20 @@ class Pool:
         self.labels[indices] = labels
         self.label_cycle[indices] = cycle
 
-    def candidates(self, subset: int, gen: torch.Generator) -> torch.Tensor:
+    def candidates(self, subset: int, gen: torch.Generator, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """The unlabeled items a query may choose from, in ascending index order.
 
         ``subset == 0`` means the whole unlabeled pool; otherwise the first ``subset``
         unlabeled items of a random permutation of the *whole* pool drawn from ``gen``.
         Drawing the permutation over all items (not only the unlabeled ones) means two
         strategies given the same generator see the same random order, so their subsets
-        differ only where their labeled sets differ.
+        differ only where their labeled sets differ.  ``exclude`` (item indices) are left out
+        too: items already queried and waiting for their labels.
         """
         unlabeled = ~self.labeled_mask
+        if exclude is not None and exclude.numel():
+            unlabeled = unlabeled.clone()
+            unlabeled[exclude.cpu().long()] = False
         if subset <= 0 or subset >= int(unlabeled.sum()):
             return unlabeled.nonzero().flatten()
         order = torch.randperm(self.size, generator=gen)

@@ -1,21 +1,38 @@
-"""Where labels come from.  In simulation, the dataset's own labels, optionally noisy."""
+"""Where labels come from.  In simulation, the dataset's own labels, optionally noisy.
+
+An oracle is one client of :meth:`activeloss.Learner.teach`: the experiment asks it for the
+labels of a queried batch and teaches what it answers.  An oracle may also have no answer
+yet (``None``: a person has not labeled the batch), and the run then stops with the batch
+pending in the store, for another process to label and continue.
+"""
 from __future__ import annotations
 
 from typing import Protocol, Sequence
 
 import torch
 
-from .errors import ConfigError
-from .seeding import generator
+from ..errors import ConfigError
+from ..seeding import generator
 
 
 class Oracle(Protocol):
     source: str
 
-    def label(self, indices: torch.Tensor, trial: int = 0) -> torch.Tensor:
+    def label(self, indices: torch.Tensor, trial: int = 0) -> torch.Tensor | None:
         """Labels for the training items ``indices``, asked in ``trial`` (a simulated oracle
-        may answer differently per trial; a person ignores it)."""
+        may answer differently per trial; a person ignores it), or None when there is no
+        answer now (the batch stays pending)."""
         ...
+
+
+class DeferredOracle:
+    """Never answers: every run stops at its first query, the batch pending in the store, for
+    labels supplied later (another process, a person) through :meth:`Learner.teach`."""
+
+    source = "deferred"
+
+    def label(self, indices: torch.Tensor, trial: int = 0) -> torch.Tensor | None:
+        return None
 
 
 class SimulatedOracle:
@@ -103,5 +120,7 @@ def simulated_oracle(true_labels: torch.Tensor, label_noise: float = 0.0, seed: 
     """The oracle of a simulated run: the truth, or a :class:`NoisyOracle` when ``label_noise > 0``."""
     if label_noise <= 0:
         return SimulatedOracle(true_labels)
+    if true_labels.is_floating_point():
+        raise ConfigError("--label-noise flips class labels; it does not apply to real-valued targets")
     classes = num_classes if num_classes is not None else int(true_labels.max()) + 1
     return NoisyOracle(true_labels, label_noise, seed, classes, coarse_of_class)

@@ -1,0 +1,27 @@
+"""scikit-learn's bundled diabetes set: a small regression demo, read without a path or a download."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..dataset import Dataset
+from . import READERS, Reader, ReadOptions
+from .common import REGRESSION_DEFAULTS, make_dataset, random_split, random_split_text
+
+DESCRIPTION = "scikit-learn's bundled diabetes regression set, 442 patients, 10 scaled features (no path)"
+
+
+def read_diabetes(kind: str, root: Path | None, options: ReadOptions) -> Dataset:
+    """The features as sklearn scales them; disease progression after a year is the target."""
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    x, y = np.asarray(d.data, dtype=np.float32), np.asarray(d.target, dtype=np.float32)
+    tr, te = random_split(kind, len(y), options.seed, options.test_fraction)
+    return make_dataset(kind, x[tr], y[tr], x[te], y[te], [], "sklearn.datasets.load_diabetes",
+                        random_split_text(options.seed, options.test_fraction), task="regression")
+
+
+READERS.register("diabetes", Reader(read_diabetes, DESCRIPTION, needs_path=False, defaults=REGRESSION_DEFAULTS),
+                 DESCRIPTION)

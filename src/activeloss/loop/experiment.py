@@ -1,0 +1,154 @@
+"""An experiment: strategies x trials of active learning with shared seeds, into one store.
+
+The experiment plans (loads the data, resolves every setting), opens the output folder,
+and drives one learner per (strategy, trial) unit, one after the other, in worker processes
+(``--parallel-trials``) or across ranks (``torchrun``).  Every random draw is seeded by name
+(see :mod:`activeloss.seeding`) and every step of a learner is committed as it happens, so
+``--resume`` after a crash at any moment gives the same results as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..config import EXECUTION_FIELDS, Settings
+from ..data import Dataset
+from ..device import distributed, performance
+from ..errors import ConfigError
+from ..store import SCHEMA_VERSION, Store
+from ..tasks import make_task
+from .driver import Driver, Outcome
+from .oracle import Oracle
+from .plan import Plan, Run, plan
+
+
+def set_threads(settings: Settings, device: torch.device, workers: int = 1) -> None:
+    """Apply ``--threads``; auto means one thread for the small models on CPU, and with
+    ``workers`` processes side by side an equal share of the cores each."""
+    if settings.threads > 0:
+        torch.set_num_threads(settings.threads)
+    elif device.type == "cpu" and settings.model in ("cnn", "mlp"):
+        torch.set_num_threads(1)
+    elif workers > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
+
+
+def dataset_fingerprint(data: Dataset) -> str:
+    """A short hash of the targets and shapes: resuming on different data is refused."""
+    h = hashlib.sha256()
+    for t in (data.y_train, data.y_test):
+        h.update(t.numpy().tobytes())
+    h.update(str((tuple(data.x_train.shape), tuple(data.x_test.shape))).encode())
+    return h.hexdigest()[:16]
+
+
+class Experiment:
+    """Runs a :class:`Plan` into an output folder."""
+
+    def __init__(self, plan: Plan, out: Path | str, oracle: Oracle | None = None, progress: bool = True) -> None:
+        self.plan = plan
+        self.out = Path(out)
+        self.driver = Driver(plan, self.out, oracle=oracle, progress=progress)
+
+    @property
+    def settings(self) -> Settings:
+        """The run-wide settings (how it executes: threads, device, parallel workers)."""
+        return self.plan.runs[0].settings
+
+    def open_store(self, resume: bool) -> Store:
+        data = self.plan.data
+        if resume:
+            store = Store.in_folder(self.out)
+            if store.get_meta("dataset_fingerprint") != dataset_fingerprint(data):
+                store.close()
+                raise ConfigError(f"{self.out}: the dataset has changed since this run started; cannot resume")
+            if store.get_meta("schema_version") != SCHEMA_VERSION:
+                store.close()
+                raise ConfigError(f"{self.out} was written by an older activeloss; `activeloss report` reads it, "
+                                  "but it cannot be resumed")
+            return store
+        self.out.mkdir(parents=True, exist_ok=True)
+        store = Store.in_folder(self.out)
+        store.set_meta("schema_version", SCHEMA_VERSION)
+        store.set_meta("settings", {k: v for k, v in self.plan.settings.to_dict().items() if v is not None})
+        store.set_meta("dataset_fingerprint", dataset_fingerprint(data))
+        store.set_meta("dataset", {
+            "spec": self.plan.settings.dataset, "name": data.name, "train": data.size,
+            "test": int(data.x_test.shape[0]), "classes": data.class_names,
+        })
+        store.set_meta("task", make_task(data.task).describe())
+        store.set_meta("device", str(self.plan.device))
+        return store
+
+    def units(self) -> list[tuple[Run, int]]:
+        """Every (strategy, trial) in the order they run: trial by trial, strategies in order."""
+        trials = max(r.settings.trials for r in self.plan.runs)
+        return [(run, trial) for trial in range(trials) for run in self.plan.runs if trial < run.settings.trials]
+
+    def run(self, resume: bool = False) -> Store | None:
+        """Run (or finish) every unit; returns the store (rank 0; None on the other ranks)."""
+        from tqdm.auto import tqdm
+
+        set_threads(self.settings, self.plan.device)
+        performance.configure(self.plan.device, self.settings.deterministic)
+        # under torchrun only rank 0 holds the store (None elsewhere) and writes files
+        store = distributed.on_main(lambda: self.open_store(resume))
+        main = distributed.is_main()
+        done = store.count_evaluated() if store is not None else 0
+        # a live bar on a terminal; in a log (CI, nohup) one line per finished strategy and trial
+        live = self.driver.progress and sys.stderr.isatty()
+        units = self.units()
+        workers = min(self.settings.parallel_trials, len(units))
+        with tqdm(total=self.plan.total_cycles, initial=done, unit="cycle", disable=not live,
+                  dynamic_ncols=True, mininterval=0.5) as bar, performance.explained_determinism_errors():
+            if workers > 1:
+                from .parallel import run_parallel
+
+                assert store is not None
+                run_parallel(self, store, units, workers, bar)
+            else:
+                for run, trial in units:
+                    self.driver.announce(run, trial, self.driver.run_unit(store, run, trial, bar))
+        if main and store is not None:
+            store.write_results_csv(self.out / "results.csv")
+        distributed.barrier()
+        return store
+
+
+def run(settings: Settings, resume: bool = False, progress: bool = True,
+        on_plan: Callable[[Plan], None] | None = None, oracle: Oracle | None = None) -> Store | None:
+    """Plan and run an experiment into ``settings.out`` (the public entry point behind ``activeloss run``).
+
+    Launched by ``torchrun`` with several processes, it joins their process group first
+    (:mod:`activeloss.device.distributed`); rank 0 reads and writes the folder, the others get
+    the settings from it, and only rank 0 returns the store (the others None).
+    """
+    distributed.init_from_env(settings.device)
+    out = Path(settings.out)
+
+    def settings_of_folder() -> Settings:
+        if resume:
+            if not Store.exists_in(out):
+                raise ConfigError(f"--resume: {out} holds no run to resume (no {out / 'store.sqlite'})")
+            stored = Store.in_folder(out)
+            saved = stored.get_meta("settings")
+            stored.close()
+            given = {"out": str(out), **{k: getattr(settings, k) for k in EXECUTION_FIELDS if k != "out"}}
+            return Settings.from_dict(saved, origin=str(out / "store.sqlite")).merged(given)
+        if Store.exists_in(out):
+            raise ConfigError(f"{out} already holds a run; resume it with --resume --out {out}, or choose another --out")
+        return settings
+
+    chosen = distributed.on_main(settings_of_folder, share=True)
+    assert chosen is not None
+    the_plan = plan(chosen)
+    if on_plan and distributed.is_main():
+        on_plan(the_plan)
+    return Experiment(the_plan, out, oracle=oracle, progress=progress).run(resume=resume)
+
+
+__all__ = ["Experiment", "Outcome", "Plan", "dataset_fingerprint", "plan", "run", "set_threads"]

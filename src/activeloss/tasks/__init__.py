@@ -1,0 +1,31 @@
+"""Tasks, registered by name: ``classification`` and ``regression``.
+
+Adding a task is one file with a :class:`Task` subclass plus one registry line here.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..registry import Registry
+from .base import CLASSES, PROBABILITIES, VALUES, Metric, Task, check_offers
+from .classification import ClassificationTask
+from .regression import RegressionTask
+
+TASKS: Registry[Callable[[], Task]] = Registry("task")
+TASKS.register("classification", ClassificationTask, "class indices, cross-entropy, accuracy")
+TASKS.register("regression", RegressionTask, "real-valued targets, squared error on the standardised target, RMSE")
+
+
+def make_task(name: str) -> Task:
+    """A fresh instance of task ``name``."""
+    return TASKS.get(name)()
+
+
+def task_type(name: str) -> type[Task]:
+    """The class of task ``name`` (for checks that need no instance)."""
+    factory = TASKS.get(name)
+    return factory if isinstance(factory, type) else type(factory())
+
+
+__all__ = ["CLASSES", "PROBABILITIES", "TASKS", "VALUES", "ClassificationTask", "Metric", "RegressionTask", "Task",
+           "check_offers", "make_task", "task_type"]
