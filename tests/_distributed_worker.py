@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 
-from activeloss import Settings, distributed
+from activeloss import Learner, Settings, Store
 from activeloss.acquisitions import QueryContext, make_acquisition
-from activeloss.experiment import Experiment, plan
-from activeloss.inputs import Inputs
+from activeloss.data import Inputs
+from activeloss.device import distributed
+from activeloss.loop.plan import plan
 from activeloss.seeding import generator
-from activeloss.training import TrainConfig, evaluate, train
+from activeloss.trainer import TrainConfig, evaluate, train
 
 SCORED = ("entropy", "gradnorm", "predicted-loss")  # split over the ranks, gathered
 WHOLE = ("random", "coreset", "badge", "bald")  # computed whole on every rank
@@ -29,13 +30,18 @@ def run_args(npz: str, out: str) -> list[str]:
             "--batch-size", "16", "--model", "mlp", "--threads", "1", "--seed", "3", "--quiet", "--out", out]
 
 
-def setup(npz: str, out: Path, model: str = "mlp"):
+def setup(npz: str, out: Path, model: str = "mlp") -> Learner:
+    """The learner of llal's trial 0 (an in-memory store: nothing is written), without a model yet."""
     settings = Settings(dataset=f"npz:{npz}", strategies=["llal"], trials=1, cycles=2, initial=20, budget=10,
                         subset=0, epochs=1, batch_size=16, model=model, eval_batch_size=16, seed=5, out=str(out))
     the_plan = plan(settings)
-    strategy, s = the_plan.runs[0]
-    exp = Experiment(the_plan, out, progress=False)
-    return exp, strategy, s
+    return Learner.for_run(the_plan.runs[0], the_plan.data, the_plan.device, Store.in_memory(), 0)
+
+
+def fresh_model(learner: Learner):
+    """The model, objective and taps a learner builds for trial 0, cycle 0 (seeded: the same in every process)."""
+    learner._fresh(0)
+    return learner.model, learner.objective, learner.taps
 
 
 def checks(npz: str, out: Path) -> dict:
@@ -49,12 +55,13 @@ def checks(npz: str, out: Path) -> dict:
         ("odd_batch", "mlp", 21, 21, 1, ()),  # an unpaired item in the ranking loss
         ("batchnorm", "cnn", 32, 32, 1, ()),  # BatchNorm: statistics of each rank's half
     ):
-        exp, strategy, s = setup(npz, out, model_name)
-        inputs = Inputs.from_dataset(exp.data, torch.device("cpu"), augment, 2)
-        model, objective, taps = exp.fresh_model(strategy, s, 0, 0)
+        learner = setup(npz, out, model_name)
+        inputs = Inputs.from_dataset(learner.data, torch.device("cpu"), augment, 2)
+        model, objective, taps = fresh_model(learner)
         indices = torch.arange(n) * 3
         cfg = TrainConfig(epochs, batch, 0.05, 0.9, 5e-4, [epochs], 0.1)
-        train(model, objective, inputs, indices, exp.data.y_train[indices], cfg, taps, generator(1, "t"), s)
+        train(model, objective, learner.task, inputs, indices, learner.data.y_train[indices], cfg, taps,
+              generator(1, "t"))
         modules = {"model": model, **objective.modules()}
         result[name] = {
             "grads": {f"{k}.{p}": t.grad.clone() for k, m in modules.items() for p, t in m.named_parameters()
@@ -64,28 +71,28 @@ def checks(npz: str, out: Path) -> dict:
         if taps is not None:
             taps.remove()
         if name == "full_batch":
-            data_inputs = (exp, strategy, s, inputs)
+            data_inputs = (learner, inputs)
     # evaluation and queries with the same (freshly seeded) weights in every process
-    exp, strategy, s, inputs = data_inputs
-    model, objective, taps = exp.fresh_model(strategy, s, 0, 0)
-    ev = evaluate(model, objective, inputs, s.eval_batch_size, taps)
-    result["evaluate"] = {"accuracy": ev.accuracy, "losses": ev.losses, "predicted": ev.predicted_losses,
-                          "predictions": ev.predictions}
+    learner, inputs = data_inputs
+    model, objective, taps = fresh_model(learner)
+    task, s = learner.task, learner.settings
+    ev = evaluate(model, objective, task, inputs, s.eval_batch_size, taps)
+    result["evaluate"] = {"accuracy": ev.metrics["accuracy"], "losses": ev.losses, "predicted": ev.predicted_losses,
+                          "predictions": task.predict(ev.outputs)}
     candidates = torch.arange(1, 150)  # 149 items in batches of 16: 10 batches, 5 per rank
     labeled = torch.tensor([0, 150, 151, 152])
     model.eval()
     objective.eval()
     for name in SCORED + WHOLE:
-        ctx = QueryContext(model, objective, inputs, candidates, labeled, generator(9, "query"), 16, s)
+        ctx = QueryContext(model, objective, inputs, candidates, labeled, generator(9, "query"), 16, task)
         acquisition = make_acquisition(name)
         selection = acquisition.select(ctx, 12)
         entry = {"picks": selection.indices, "picked_scores": selection.scores}
         if name in SCORED:
             entry["scores"] = acquisition.scores(
-                QueryContext(model, objective, inputs, candidates, labeled, generator(9, "query"), 16, s))
+                QueryContext(model, objective, inputs, candidates, labeled, generator(9, "query"), 16, task))
         result[name] = entry
-    if taps is not None:
-        taps.remove()
+    learner.finish()  # removes the taps
     return result
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from activeloss.augment import augment, parse_augment, random_crop, random_flip
+from activeloss.data.augment import augment, parse_augment, random_crop, random_flip
 from activeloss.errors import ConfigError
 
 

@@ -3,24 +3,45 @@ VAAL and SRAAL.  Small hand-built models and data; a few seconds in all."""
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_tiny_dataset
 from torch import nn
 
 from activeloss import scoring
 from activeloss.acquisitions import QueryContext, make_acquisition
-from activeloss.acquisitions.bayesian import mc_probs
-from activeloss.acquisitions.diversity import gradient_embedding_factors, gradient_embeddings, kmeans_pp_factored
+from activeloss.acquisitions.bayesian import BALDAcquisition, MCDropoutOptions
+from activeloss.acquisitions.diversity import (
+    gradient_embedding_factors,
+    gradient_embeddings,
+)
 from activeloss.config import Settings
+from activeloss.data import Inputs
 from activeloss.errors import ConfigError
-from activeloss.inputs import Inputs
 from activeloss.models import build
-from activeloss.objectives import Objective, make_objective
+from activeloss.objectives import ModelInfo, Objective, make_objective
 from activeloss.objectives.dropout import SeededDropout, dropout_modules
-from activeloss.objectives.vae import ConvVAE, MLPVAE, build_vae, oui, vae_image_size
+from activeloss.objectives.vae import (
+    MLPVAE,
+    ConvVAE,
+    VAEOptions,
+    build_vae,
+    vae_image_size,
+)
+from activeloss.scoring import kmeans_pp_factored, oui
 from activeloss.strategies import STRATEGIES, get_strategy
-
-from conftest import make_tiny_dataset
+from activeloss.tasks import ClassificationTask
 
 DATA = make_tiny_dataset(n_train=60, n_test=12, classes=3, size=8)
+TASK = ClassificationTask()
+
+
+def _info(num_classes, taps, input_shape):
+    return ModelInfo(TASK, tuple(taps), tuple(input_shape), num_classes)
+
+
+def mc_probs(ctx, passes=None):
+    """The (T, N, C) MC-Dropout probabilities the bald acquisition scores (``passes`` None: its default)."""
+    options = MCDropoutOptions() if passes is None else MCDropoutOptions(mc_passes=passes)
+    return BALDAcquisition(options).mc_probs(ctx)
 
 
 def _rows_inputs(x: torch.Tensor) -> Inputs:
@@ -34,9 +55,9 @@ def _image_inputs(data=DATA) -> Inputs:
     return Inputs.from_dataset(data, torch.device("cpu"), (), 0)
 
 
-def _ctx(model, inputs, candidates, labeled, objective=None, seed=0, settings=None, batch_size=16):
+def _ctx(model, inputs, candidates, labeled, objective=None, seed=0, batch_size=16):
     return QueryContext(model, objective or Objective(), inputs, torch.as_tensor(candidates), torch.as_tensor(labeled),
-                        torch.Generator().manual_seed(seed), batch_size, settings or Settings())
+                        torch.Generator().manual_seed(seed), batch_size, TASK)
 
 
 class Identity(nn.Module):
@@ -53,11 +74,11 @@ class Identity(nn.Module):
         return self.classifier(self.features(x))
 
 
-def _cnn(seed=0, objective_name=None, settings=None):
+def _cnn(seed=0, objective_name=None):
     torch.manual_seed(seed)
     model = build("cnn", DATA.num_classes, DATA.input_shape)
     objective = make_objective(objective_name or "none")
-    objective.setup(model, DATA.num_classes, model.taps, settings or Settings(), DATA.input_shape)
+    objective.setup(model, _info(DATA.num_classes, model.taps, DATA.input_shape))
     model.eval()
     objective.eval()
     return model, objective
@@ -91,7 +112,7 @@ def test_mc_dropout_objective_wraps_the_same_classifier():
     x = _image_inputs().train_batch(torch.arange(5))
     model.eval()
     before = model(x)
-    make_objective("mc-dropout").setup(model, 3, model.taps, Settings(), (1, 8, 8))
+    make_objective("mc-dropout").setup(model, _info(3, model.taps, (1, 8, 8)))
     assert isinstance(model.classifier, nn.Sequential)
     assert isinstance(model.classifier[0], SeededDropout) and model.classifier[0].p == 0.5
     assert model.classifier[1] is linear
@@ -104,7 +125,7 @@ def test_mc_dropout_objective_leaves_models_with_dropout_alone():
     model = nn.Sequential()
     model.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(4, 2))
     clf = model.classifier
-    make_objective("mc-dropout").setup(model, 2, (), Settings(), (4,))
+    make_objective("mc-dropout").setup(model, _info(2, (), (4,)))
     assert model.classifier is clf and len(dropout_modules(model)) == 1
 
 
@@ -165,15 +186,14 @@ def test_mc_fast_path_keeps_batchnorm_in_eval_and_is_reproducible():
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.register_forward_hook(lambda mod, i, o: modes.append(mod.training))
-    settings = Settings(mc_passes=6)
-    probs = mc_probs(_ctx(model, _image_inputs(), torch.arange(30), torch.arange(30, 40), objective, settings=settings))
+    probs = mc_probs(_ctx(model, _image_inputs(), torch.arange(30), torch.arange(30, 40), objective), passes=6)
     assert probs.shape == (6, 30, 3)
     assert modes and not any(modes)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items())
     assert not torch.allclose(probs[0], probs[1])
-    again = mc_probs(_ctx(model, _image_inputs(), torch.arange(30), torch.arange(30, 40), objective, settings=settings))
+    again = mc_probs(_ctx(model, _image_inputs(), torch.arange(30), torch.arange(30, 40), objective), passes=6)
     assert torch.equal(probs, again)
-    other = mc_probs(_ctx(model, _image_inputs(), torch.arange(30), torch.arange(30, 40), objective, seed=1, settings=settings))
+    other = mc_probs(_ctx(model, _image_inputs(), torch.arange(30), torch.arange(30, 40), objective, seed=1), passes=6)
     assert not torch.equal(probs, other)
 
 
@@ -181,7 +201,7 @@ def test_mc_fast_path_is_unbiased_dropout():
     """Inverted dropout before a Linear: the mean logit over many passes is the eval logit."""
     torch.manual_seed(0)
     model = Identity(8, 3)
-    make_objective("mc-dropout").setup(model, 3, (), Settings(), (8,))
+    make_objective("mc-dropout").setup(model, _info(3, (), (8,)))
     x = torch.randn(5, 8)
     ctx = _ctx(model, _rows_inputs(x), torch.arange(5), torch.tensor([], dtype=torch.long))
     probs = mc_probs(ctx, passes=4000)
@@ -206,7 +226,7 @@ def test_bald_is_zero_when_all_passes_agree():
 
 
 def test_bald_without_the_objective_applies_dropout_at_query_time_only():
-    model, objective = _cnn()  # objective none: no dropout anywhere
+    model, _ = _cnn()  # objective none: no dropout anywhere
     assert not dropout_modules(model)
     sel = make_acquisition("bald").select(_ctx(model, _image_inputs(), torch.arange(40), torch.arange(40, 50)), 5)
     assert not dropout_modules(model) and isinstance(model.classifier, nn.Linear)
@@ -276,8 +296,8 @@ def test_badge_picks_k_distinct_even_with_duplicate_embeddings():
 
 
 def test_badge_acquisition_is_seeded():
-    model, objective = _cnn()
-    pick = lambda seed: make_acquisition("badge").select(  # noqa: E731
+    model, _ = _cnn()
+    pick = lambda seed: make_acquisition("badge").select(
         _ctx(model, _image_inputs(), torch.arange(50), torch.arange(50, 60), seed=seed), 8).indices
     assert torch.equal(pick(0), pick(0))
     assert pick(0).unique().numel() == 8
@@ -291,7 +311,7 @@ def test_vae_sizes():
         vae = build_vae(shape, 32, 4)
         assert isinstance(vae, ConvVAE)
         x = torch.randn(3, *shape)
-        target, recon, mu, logvar = vae(x, torch.zeros(3, 32))
+        target, recon, mu, _ = vae(x, torch.zeros(3, 32))
         assert recon.shape == target.shape == (3, shape[0], vae.size, vae.size) and mu.shape == (3, 32)
     vae = build_vae((13,), 32, 8)
     assert isinstance(vae, MLPVAE)
@@ -314,9 +334,8 @@ def test_adversarial_objective_learns_to_tell_labeled_from_unlabeled(name):
     data, labeled, unlabeled = _easy_split(swap=True)
     torch.manual_seed(0)
     model = build("cnn", 3, data.input_shape)
-    settings = Settings(vae_width=4, vae_epochs=30, vae_batch_size=20)
-    objective = make_objective(name)
-    objective.setup(model, 3, model.taps, settings, data.input_shape)
+    objective = make_objective(name, VAEOptions(vae_width=4, vae_epochs=30, vae_batch_size=20))
+    objective.setup(model, _info(3, model.taps, data.input_shape))
     objective.eval()
     inputs = _image_inputs(data)
 
@@ -328,7 +347,7 @@ def test_adversarial_objective_learns_to_tell_labeled_from_unlabeled(name):
         return float((d_lab[:, None] > d_unl[None, :]).float().mean())
 
     untrained = auc()
-    objective.after_training(model, inputs, labeled, unlabeled, settings, torch.Generator().manual_seed(0))
+    objective.after_training(model, inputs, labeled, unlabeled, torch.Generator().manual_seed(0), data.y_train[labeled])
     assert not objective.vae.training and not objective.discriminator.training
     assert untrained < 0.5  # with this seed the untrained discriminator ranks the wrong way
     assert auc() > 0.9
@@ -344,15 +363,15 @@ def test_adversarial_training_is_reproducible_and_works_on_rows():
     x = torch.randn(40, 6)
     inputs = _rows_inputs(x)
     inputs.y_train = torch.arange(40) % 2
-    settings = Settings(vae_width=4, vae_epochs=3, vae_batch_size=8)
+    options = VAEOptions(vae_width=4, vae_epochs=3, vae_batch_size=8)
 
     def trained():
         torch.manual_seed(0)
         model = Identity(6, 2)
-        objective = make_objective("sraal")
-        objective.setup(model, 2, (), settings, (6,))
-        objective.after_training(model, inputs, torch.arange(10), torch.arange(10, 40), settings,
-                                 torch.Generator().manual_seed(5))
+        objective = make_objective("sraal", options)
+        objective.setup(model, _info(2, (), (6,)))
+        objective.after_training(model, inputs, torch.arange(10), torch.arange(10, 40),
+                                 torch.Generator().manual_seed(5), inputs.y_train[:10])
         return objective
 
     a, b = trained(), trained()
@@ -407,10 +426,10 @@ def test_sraal_trains_the_discriminator_on_soft_targets(monkeypatch):
     inputs = _rows_inputs(x)
     torch.manual_seed(0)
     model = Identity(5, 3)
-    objective = make_objective("sraal")
-    settings = Settings(vae_width=2, vae_epochs=1, vae_batch_size=4)
-    objective.setup(model, 3, (), settings, (5,))
-    objective.after_training(model, inputs, torch.arange(4), torch.arange(4, 12), settings, torch.Generator().manual_seed(0))
+    objective = make_objective("sraal", VAEOptions(vae_width=2, vae_epochs=1, vae_batch_size=4))
+    objective.setup(model, _info(3, (), (5,)))
+    objective.after_training(model, inputs, torch.arange(4), torch.arange(4, 12), torch.Generator().manual_seed(0),
+                             inputs.y_train[:4])
     expected = 1 - oui(torch.softmax(model(x[4:]), dim=1))
     targets = torch.cat(seen)
     assert torch.all((targets == 1) | torch.isclose(targets[:, None], expected[None, :], atol=1e-6).any(1))
@@ -428,30 +447,35 @@ def test_discriminator_acquisition_needs_a_discriminator():
 
 
 def test_registry():
-    pairs = {n: (STRATEGIES[n].objective, STRATEGIES[n].acquisition, STRATEGIES[n].in_main)
+    pairs = {n: (STRATEGIES.get(n).objective, STRATEGIES.get(n).acquisition, "classification" in STRATEGIES.get(n).main_for)
              for n in ("coreset", "bald", "mc-entropy", "badge", "vaal", "sraal")}
     assert pairs == {
         "coreset": ("none", "coreset", True), "bald": ("mc-dropout", "bald", True),
         "mc-entropy": ("mc-dropout", "mc-entropy", False), "badge": ("none", "badge", True),
         "vaal": ("vaal", "vaal", False), "sraal": ("sraal", "sraal", False),
     }
-    assert all(STRATEGIES[n].reference for n in pairs)
+    assert all(STRATEGIES.get(n).reference for n in pairs)
     assert get_strategy("lossnet+badge").acquisition == "badge"
 
 
 def test_interrupted_and_resumed_runs_match_for_dropout_and_vae_training(tmp_path, tiny_npz, monkeypatch):
     """The inserted dropout's masks and the VAE's training are seeded per cycle and
-    checkpointed, so a run stopped after a cycle and resumed matches an uninterrupted one."""
+    checkpointed, so a run stopped between any two steps of a cycle and resumed matches an
+    uninterrupted one: here after a cycle's labels (the next fit warm-starts from the
+    checkpoint), after a fit (evaluation and query use the checkpointed model) and after a
+    query (its batch is pending when the run resumes)."""
     import csv
     import sqlite3
 
-    from activeloss import experiment
+    from activeloss.loop import experiment
     from activeloss.store import Store
 
     def settings(out):
-        return Settings(dataset=f"npz:{tiny_npz}", strategies=["bald", "sraal"], trials=1, cycles=3, initial=20,
-                        budget=10, subset=0, epochs=2, batch_size=16, model="cnn", vae_width=4, vae_epochs=2,
-                        out=str(out))
+        return Settings.from_dict({
+            "dataset": f"npz:{tiny_npz}", "strategies": ["bald", "sraal"], "trials": 1, "cycles": 3, "initial": 20,
+            "budget": 10, "subset": 0, "epochs": 2, "batch_size": 16, "model": "cnn", "vae_width": 4, "vae_epochs": 2,
+            "out": str(out),
+        })
 
     def rows(out):
         with open(out / "results.csv") as f:
@@ -459,24 +483,41 @@ def test_interrupted_and_resumed_runs_match_for_dropout_and_vae_training(tmp_pat
         db = sqlite3.connect(out / "store.sqlite")
         queries = db.execute("SELECT r.strategy, q.cycle, q.rank, q.item, q.score FROM queries q "
                              "JOIN runs r ON r.id = q.run_id ORDER BY 1, 2, 3").fetchall()
+        labels = db.execute("SELECT r.strategy, l.item, l.cycle, l.label, l.source FROM labels l "
+                            "JOIN runs r ON r.id = l.run_id ORDER BY 1, 2").fetchall()
         db.close()
-        return results, queries
+        return results, queries, labels
 
     experiment.run(settings(tmp_path / "ref"), progress=False)
-    real, calls = Store.record_cycle, []
+    # (step, cycle) after which to stop, in the order the steps come: bald's first labels taught
+    # by the oracle, bald's second fit, then sraal's first query
+    stops = [("add_labels", 1), ("record_fit", 1), ("record_query", 0)]
 
-    def record_then_stop(self, run_id, result):
-        real(self, run_id, result)
-        calls.append(run_id)
-        if len(calls) in (1, 4):  # stop after each strategy's first cycle
-            raise KeyboardInterrupt
+    def stopping(name):
+        real = getattr(Store, name)
 
-    monkeypatch.setattr(Store, "record_cycle", record_then_stop)
-    for _ in range(2):
+        def step(self, run_id, cycle, *args, **kw):
+            real(self, run_id, cycle, *args, **kw)
+            if stops and stops[0] == (name, cycle):
+                stops.pop(0)
+                raise KeyboardInterrupt
+
+        return step
+
+    for name in ("add_labels", "record_fit", "record_query"):
+        monkeypatch.setattr(Store, name, stopping(name))
+    interruptions = 0
+    while stops:
         with pytest.raises(KeyboardInterrupt):
             experiment.run(settings(tmp_path / "cut"), resume=(tmp_path / "cut").exists(), progress=False)
-    monkeypatch.setattr(Store, "record_cycle", real)
+        interruptions += 1
+        assert interruptions <= 3
+    monkeypatch.undo()
+    cut = Store.in_folder(tmp_path / "cut")
+    assert [len(cut.pending(r["id"])) for r in cut.runs()] == [0, 10]  # sraal stopped with its batch pending
+    cut.close()
     experiment.run(settings(tmp_path / "cut"), resume=True, progress=False)
-    results, queries = rows(tmp_path / "cut")
-    assert (results, queries) == rows(tmp_path / "ref")
+    results, queries, labels = rows(tmp_path / "cut")
+    assert (results, queries, labels) == rows(tmp_path / "ref")
     assert len(queries) == 2 * 2 * 10 and all(score is not None for *_, score in queries)
+    assert len(labels) == 2 * (20 + 2 * 10)

@@ -18,7 +18,7 @@ def test_bald_zero_when_passes_agree() -> None:
 def test_bald_hand_computed_two_passes_two_classes() -> None:
     # Pass 1: [0.9, 0.1], pass 2: [0.5, 0.5]; mean [0.7, 0.3].
     p = torch.tensor([[[0.9, 0.1]], [[0.5, 0.5]]], dtype=torch.float64)
-    h = lambda *q: -sum(x * math.log(x) for x in q)  # noqa: E731
+    h = lambda *q: -sum(x * math.log(x) for x in q)
     expected = h(0.7, 0.3) - (h(0.9, 0.1) + h(0.5, 0.5)) / 2
     assert expected > 0.05  # sanity: not a degenerate example
     assert bald(p).item() == pytest.approx(expected, rel=1e-10)

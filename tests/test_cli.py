@@ -109,7 +109,7 @@ def test_an_error_in_a_parallel_worker_is_one_line_and_exit_2(reference, tmp_pat
     db.close()
     assert main(["run", "--resume", "--out", str(broken), "--quiet", "--parallel-trials", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "checkpoint of cycle 1" in err[0] and "Traceback" not in err[0]
+    assert len(err) == 1 and "the model of cycle 1 is not saved" in err[0] and "Traceback" not in err[0]
 
 
 @pytest.mark.parametrize("parallel", [[], ["--parallel-trials", "2"]], ids=["sequential", "parallel"])
@@ -185,8 +185,14 @@ def _corrupt_folder(tmp_path: Path) -> str:
         (lambda t: ["--dataset", "digits", "--model", "alexnet"], "unknown model 'alexnet'"),
         (lambda t: ["--dataset", "digits", "--bogus-option"], "unrecognized arguments"),
         (lambda t: ["--dataset", "digits", "--config", str(t / "none.toml")], "does not exist"),
-        (lambda t: ["--dataset", "digits", "--parallel-trials", "0"], "--parallel-trials must be at least 1"),
+        (lambda t: ["--dataset", "digits", "--parallel-trials", "0"], "--parallel-trials must be at least 1, not 0"),
+        (lambda t: ["--dataset", "digits", "--momentum", "1"], "--momentum must be below 1, not 1"),
+        (lambda t: ["--dataset", "digits", "--strategies", "dnal", "--target-update", "x"],
+         "--target-update must be one of epoch, ema, not 'x'"),
+        (lambda t: ["--dataset", "digits", "--strategies", "bald", "--mc-passes", "0"], "--mc-passes must be at least 1"),
+        (lambda t: ["--dataset", "digits", "--initial", "x%"], "--initial expects a number or a percentage"),
         (lambda t: ["--dataset", "digits", "--compile", "yes"], "unrecognized arguments"),
+        (lambda t: ["--dataset", "digits", "--epoch", "5"], "unrecognized arguments: --epoch 5"),  # no abbreviations
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2_and_writes_nothing(make_args, needle, tmp_path, capsys):
@@ -198,6 +204,15 @@ def test_bad_input_gives_one_line_and_exit_2_and_writes_nothing(make_args, needl
     assert len(err.strip().splitlines()) == 1 and err.startswith("activeloss: error: ")
     assert "Traceback" not in err
     assert not out.exists()
+
+
+def test_version_is_printed(capsys):
+    import activeloss
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"activeloss {activeloss.__version__}"
 
 
 def test_bad_input_from_the_installed_command_exits_2_without_traceback(tmp_path):
@@ -218,11 +233,27 @@ def test_config_file_settings_and_cli_override(tmp_path, tiny_npz):
     assert [(r["strategy"], r["labeled"]) for r in rows] == [("margin", "10"), ("margin", "17")]
 
 
+def _strategies_for(task: str) -> list[str]:
+    from activeloss.errors import ConfigError
+    from activeloss.strategies import STRATEGIES
+    from activeloss.tasks import task_type
+
+    names = []
+    for name in STRATEGIES:
+        try:
+            STRATEGIES.get(name).check(task_type(task))
+        except ConfigError:
+            continue
+        names.append(name)
+    return sorted(names)
+
+
 def test_every_registered_strategy_runs_from_the_cli(tmp_path, capsys):
-    """Each strategy end to end on digits (tiny settings); loss predictors add ranking accuracy and a plot."""
+    """Each strategy end to end on digits (tiny settings); loss predictors add ranking accuracy and a plot.
+    The strategies that cannot work on classification (regression only) run on diabetes."""
     from activeloss.strategies import STRATEGIES
 
-    names = sorted(STRATEGIES)
+    names = _strategies_for("classification")
     out = tmp_path / "all"
     args = ["--dataset", "digits", "--strategies", ",".join(names), "--trials", "1", "--cycles", "2",
             "--initial", "30", "--budget", "10", "--epochs", "1", "--batch-size", "16", "--out", str(out), "--quiet"]
@@ -236,6 +267,16 @@ def test_every_registered_strategy_runs_from_the_cli(tmp_path, capsys):
     assert (out / "loss_prediction.png").stat().st_size > 10_000
     text = capsys.readouterr().out
     assert "ranking accuracy" in text
+    others = sorted(set(STRATEGIES) - set(names))
+    assert set(others) <= set(_strategies_for("regression"))  # every strategy works on some task
+    if others:
+        out = tmp_path / "regression"
+        args = ["--dataset", "diabetes", "--strategies", ",".join(others), "--trials", "1", "--cycles", "2",
+                "--initial", "30", "--budget", "10", "--epochs", "1", "--batch-size", "16", "--out", str(out), "--quiet"]
+        assert _run(args) == 0
+        rows = _rows(out)
+        assert sorted({r["strategy"] for r in rows}) == others and len(rows) == 2 * len(others)
+        assert all(r["rmse"] != "" for r in rows)
 
 
 def test_a_diverged_loss_module_is_recorded_not_a_crash(tmp_path, monkeypatch):

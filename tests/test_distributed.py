@@ -27,7 +27,9 @@ WORKER = Path(__file__).parent / "_distributed_worker.py"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """(one-process results, [rank 0, rank 1] results, folder of the 2-process run, npz, tmp root)."""
+    """(one-process results, [rank 0, rank 1] results, folder of the 2-process run, npz, tmp root, the
+    torchrun process).  The ranks save their checks before the end-to-end run, so a failure of that
+    run fails only the test that checks it."""
     from conftest import write_tiny_npz
 
     root = tmp_path_factory.mktemp("dist")
@@ -42,10 +44,11 @@ def runs(tmp_path_factory):
     env.pop("RANK", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), str(two), str(npz)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=root)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    ranks = [torch.load(two / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    saved = [two / f"rank{r}.pt" for r in range(2)]
+    assert all(p.is_file() for p in saved), proc.stdout[-3000:] + proc.stderr[-5000:]
+    ranks = [torch.load(p, weights_only=False) for p in saved]
     one = worker.checks(str(npz), root / "scratch")
-    return one, ranks, two / "run", npz, root
+    return one, ranks, two / "run", npz, root, proc
 
 
 def _close(a, b, what):
@@ -111,7 +114,8 @@ def _table(path: Path, sql: str) -> list[tuple]:
 def test_run_under_torchrun_picks_what_one_process_picks(runs, capsys):
     """``activeloss run`` with random, entropy and llal under 2 processes buys the same items as
     one process with the same seed, and only rank 0 wrote a store and results.csv."""
-    _, _, two, npz, root = runs
+    _, _, two, npz, root, proc = runs
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     one = root / "one"
     assert cli.main(worker.run_args(str(npz), str(one))) == 0
     capsys.readouterr()

@@ -12,8 +12,8 @@ import csv
 import pytest
 import torch
 
-from activeloss import performance
 from activeloss.cli import main
+from activeloss.device import performance
 from activeloss.models import build
 from activeloss.scoring import gradient_norm_scores
 

@@ -41,10 +41,9 @@ def randomize_norm_layers(model: nn.Module, seed: int = 0) -> nn.Module:
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)):
-                if m.weight is not None:
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return model
 
 

@@ -11,17 +11,17 @@ import pytest
 import torch
 from torch import nn
 
-from activeloss import performance
 from activeloss.cli import main
-from activeloss.config import Settings
+from activeloss.data import Inputs
+from activeloss.device import performance
 from activeloss.errors import ConfigError
-from activeloss.inputs import Inputs
 from activeloss.models import Taps, build
 from activeloss.models.small import AdaptiveMeanPool2d
-from activeloss.objectives import Objective
-from activeloss.objectives.lossnet import LossPredictionObjective
+from activeloss.objectives import ModelInfo, Objective
+from activeloss.objectives.lossnet import LossNetOptions, LossPredictionObjective
 from activeloss.scoring import gradient_norm_scores
-from activeloss.training import TrainConfig, evaluate, train
+from activeloss.tasks import ClassificationTask
+from activeloss.trainer import TrainConfig, evaluate, train
 
 
 @pytest.mark.parametrize("shape", [(7, 7), (8, 8), (5, 9), (2, 2), (3, 1)])
@@ -43,21 +43,22 @@ def test_memory_format_defaults_to_channels_last_on_cuda_for_images_only():
     assert performance.memory_format(False, cuda, image=True) == torch.contiguous_format
 
 
-def _train_cnn(data, memory_format, forward=None, objective=None, epochs=2):
+def _train_cnn(data, memory_format, forward=None, lossnet=False, epochs=2):
     torch.manual_seed(0)
     model = build("cnn", data.num_classes, data.input_shape).to(memory_format=memory_format)
-    objective = objective or Objective()
+    task = ClassificationTask()
+    objective = Objective()
     taps = None
-    s = Settings(loss_weight=1.0, stop_gradient_epoch=epochs, lossnet_lr=0.05)
-    if isinstance(objective, LossPredictionObjective):
-        objective.setup(model, data.num_classes, model.taps, s, data.input_shape)
+    if lossnet:
+        objective = LossPredictionObjective(LossNetOptions(loss_weight=1.0, stop_gradient_epoch=epochs, lossnet_lr=0.05))
+        objective.setup(model, ModelInfo(task, model.taps, data.input_shape, data.num_classes))
         taps = Taps(model, model.taps)
     inputs = Inputs.from_dataset(data, torch.device("cpu"), ("crop", "flip"), 1, memory_format)
     cfg = TrainConfig(epochs=epochs, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=[epochs], gamma=0.1)
     idx = torch.arange(64)
-    train(model, objective, inputs, idx, data.y_train[idx], cfg, taps, torch.Generator().manual_seed(1), s,
+    train(model, objective, task, inputs, idx, data.y_train[idx], cfg, taps, torch.Generator().manual_seed(1),
           forward=forward(model) if forward else None)
-    result = evaluate(model, objective, inputs, 32, taps, forward(model) if forward else None)
+    result = evaluate(model, objective, task, inputs, 32, taps, forward(model) if forward else None)
     return model, inputs, result
 
 
@@ -74,7 +75,7 @@ def test_channels_last_trains_and_scores_like_the_usual_layout(tiny_dataset):
 
 
 def test_compiled_forward_trains_the_same_model_and_feeds_the_taps(tiny_dataset):
-    eager, _, eager_result = _train_cnn(tiny_dataset, torch.contiguous_format, objective=LossPredictionObjective(), epochs=1)
+    eager, _, eager_result = _train_cnn(tiny_dataset, torch.contiguous_format, lossnet=True, epochs=1)
     calls = []
 
     def spied(model):
@@ -82,8 +83,8 @@ def test_compiled_forward_trains_the_same_model_and_feeds_the_taps(tiny_dataset)
         assert compiled is not model and compiled._orig_mod is model
         return lambda x: calls.append(x.shape[0]) or compiled(x)
 
-    compiled, _, compiled_result = _train_cnn(tiny_dataset, torch.contiguous_format, objective=LossPredictionObjective(),
-                                              epochs=1, forward=spied)
+    compiled, _, compiled_result = _train_cnn(tiny_dataset, torch.contiguous_format, lossnet=True, epochs=1,
+                                              forward=spied)
     assert sum(calls) == 64 + tiny_dataset.x_test.shape[0]  # every training and test batch went through it
     for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-4), name
@@ -125,13 +126,12 @@ def test_deterministic_switch_sets_and_clears_the_global_flags():
 
 
 def test_a_kernel_without_deterministic_version_is_one_clear_error():
-    with pytest.raises(ConfigError, match=r"--deterministic: scatter_cuda has no deterministic kernel"):
-        with performance.explained_determinism_errors():
-            raise RuntimeError("scatter_cuda does not have a deterministic implementation, but you set "
-                               "'torch.use_deterministic_algorithms(True)'.")
-    with pytest.raises(RuntimeError, match="something else"):
-        with performance.explained_determinism_errors():
-            raise RuntimeError("something else")
+    with (pytest.raises(ConfigError, match=r"--deterministic: scatter_cuda has no deterministic kernel"),
+          performance.explained_determinism_errors()):
+        raise RuntimeError("scatter_cuda does not have a deterministic implementation, but you set "
+                           "'torch.use_deterministic_algorithms(True)'.")
+    with pytest.raises(RuntimeError, match="something else"), performance.explained_determinism_errors():
+        raise RuntimeError("something else")
 
 
 def test_runs_under_deterministic_mode_equal_the_default_on_cpu(tiny_npz, tmp_path):

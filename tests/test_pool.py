@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from activeloss.errors import PoolError
-from activeloss.pool import Pool
+from activeloss.loop.pool import Pool
 
 
 def test_add_records_label_and_cycle_and_rejects_relabeling():

@@ -7,20 +7,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from activeloss import presets
 from activeloss.cli import main
-from activeloss.config import (FRACTION_FIELDS, Settings, coerce, load_toml, percent_count, preset_values, resolve,
-                               resolve_counts, settings_toml, validate)
+from activeloss.config import (CORE_SPECS, Settings, load_toml, preset_values, presets, resolve, resolve_counts,
+                               settings_toml, spec_of, validate)
+from activeloss.config.options import coerce
+from activeloss.config.settings import percent_count
+from activeloss.data.readers import reader_of
 from activeloss.errors import ConfigError, DataError
-from activeloss.experiment import plan
+from activeloss.loop.plan import plan, resolve_run
 from activeloss.strategies import get_strategy
 
-from conftest import write_tiny_npz
+from conftest import make_tiny_dataset, write_tiny_npz
 
 REQUIRED = {"strategies", "trials", "model", "initial", "budget", "cycles", "subset", "epochs", "batch_size", "lr",
             "milestones", "stop_gradient_epoch", "reinit", "lossnet_decay", "augment", "pad"}
 ASKED_FOR = {"llal-cifar10", "llal-mse-cifar10", "lplgrad-cifar10-high", "lplgrad-cifar10-low", "lplgrad-cifar100-high",
              "lplgrad-svhn-high", "ent-gradnorm-cifar10", "dnal-cifar10", "dnal-cifar100"}
+
+
+def _resolve(settings: Settings) -> Settings:
+    """``resolve`` with the dataset's layer (its defaults and augmentation), as a run gets it."""
+    reader = reader_of(settings.dataset)
+    return resolve(settings, [reader.defaults], augment_default=reader.augment)
+
+
+def _resolve_run(settings: Settings, strategy: str):
+    """The strategy-level resolution of ``settings`` (whose dataset need not exist: a tiny stand-in
+    of 120 items is resolved against, with the reader of the named kind)."""
+    return resolve_run(settings, get_strategy(strategy), make_tiny_dataset(), reader_of(settings.dataset))
 
 
 @pytest.fixture
@@ -83,7 +97,7 @@ def test_training_numbers_of_the_protocols():
 
 def test_presets_are_package_data():
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    assert "presets/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["activeloss"]
+    assert "config/presets/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["activeloss"]
     assert any(d.startswith("scipy") for d in pyproject["project"]["dependencies"])
 
 
@@ -94,24 +108,33 @@ def test_explicit_beats_preset_beats_strategy_defaults():
     s = Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "budget": 500, "model": "vgg16"})
     assert (s.budget, s.model) == (500, "vgg16")  # what the user gives wins
     assert (s.initial, s.cycles, s.subset, s.trials, s.strategies) == (1000, 10, 10000, 5, ["llal", "entropy", "coreset", "random"])
-    # the preset is a complete protocol: it beats DNAL's own defaults (reinit, whole pool, lr 0.01, batch 64)
-    dnal = resolve(Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "strategies": "dnal"}),
-                   get_strategy("dnal").defaults)
-    assert (dnal.reinit, dnal.subset, dnal.lr, dnal.batch_size, dnal.stop_gradient_epoch) == (False, 10000, 0.1, 128, 120)
+    # the preset is a complete protocol: it beats DNAL's own defaults (reinit, whole pool, lr 0.01, batch 64,
+    # and its objective's stop-gradient epoch at 80% of the epochs)
+    run = _resolve_run(Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "strategies": "dnal",
+                                           "initial": 10, "budget": 10, "subset": 100}), "dnal")
+    dnal = run.settings
+    assert (dnal.reinit, dnal.subset, dnal.lr, dnal.batch_size) == (False, 100, 0.1, 128)
+    assert run.options["stop_gradient_epoch"] == 120 and run.objective_options.stop_gradient_epoch == 120
+    assert run.options["lossnet_lr"] == pytest.approx(0.01)  # DNAL's 10% of the preset's --lr
     # without a preset the strategy's defaults still apply
-    plain = resolve(Settings(dataset="cifar10:/x"), get_strategy("dnal").defaults)
-    assert (plain.reinit, plain.subset, plain.lr) == (True, 0, 0.01)
+    plain = _resolve_run(Settings(dataset="cifar10:/x", initial=10, budget=10, cycles=2), "dnal")
+    assert (plain.settings.reinit, plain.settings.subset, plain.settings.lr) == (True, 0, 0.01)
+    assert (plain.options["stop_gradient_epoch"], plain.options["lossnet_lr"]) == (160, pytest.approx(0.001))
 
 
 def test_overriding_a_base_scales_the_settings_measured_against_it():
     short = Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "epochs": 10})
-    assert (short.milestones, short.stop_gradient_epoch) == ([8], 6)  # 160 and 120 of 200 -> of 10
+    assert (short.milestones, short.get("stop_gradient_epoch")) == ([8], 6)  # 160 and 120 of 200 -> of 10
     pinned = Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "epochs": 10, "milestones": "5"})
-    assert (pinned.milestones, pinned.stop_gradient_epoch) == ([5], 6)
+    assert (pinned.milestones, pinned.get("stop_gradient_epoch")) == ([5], 6)
     resnet = Settings.from_dict({"preset": "dnal-cifar100", "dataset": "cifar100:/x", "model": "resnet18", "lr": 0.1})
-    assert resnet.lossnet_lr == 0.01  # the paper's ResNet-18 variant: 0.1 / 0.01
+    assert resnet.get("lossnet_lr") == 0.01  # the paper's ResNet-18 variant: 0.1 / 0.01
     same = Settings.from_dict({"preset": "dnal-cifar100", "dataset": "cifar100:/x", "epochs": 150})
-    assert (same.milestones, same.stop_gradient_epoch, same.lossnet_lr) == ([120], 120, 0.001)
+    assert (same.milestones, same.get("stop_gradient_epoch"), same.get("lossnet_lr")) == ([120], 120, 0.001)
+    # the scaled values reach the objective's options of the run
+    run = _resolve_run(Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "epochs": 10,
+                                           "initial": 10, "budget": 10, "subset": 100}), "llal")
+    assert (run.settings.milestones, run.options["stop_gradient_epoch"]) == ([8], 6)
 
 
 def test_preset_errors_are_one_clear_line():
@@ -132,28 +155,30 @@ def test_resume_settings_with_a_preset_are_stable():
 
 
 def test_percentages_parse_on_the_fraction_fields_only():
-    assert set(FRACTION_FIELDS) == {"initial", "budget", "subset"}
-    assert coerce("initial", "10%") == "10%" and coerce("budget", " 2.50 % ") == "2.5%" and coerce("subset", 300) == 300
+    assert {s.name for s in CORE_SPECS if s.percent_of == "pool"} == {"initial", "budget", "subset"}
+    assert coerce(spec_of("initial"), "10%") == "10%" and coerce(spec_of("budget"), " 2.50 % ") == "2.5%"
+    assert coerce(spec_of("subset"), 300) == 300
     for bad in ("0%", "150%", "x%", "-5%"):
-        with pytest.raises(ConfigError, match="--initial expects a count or a percentage"):
-            coerce("initial", bad)
+        with pytest.raises(ConfigError, match="--initial expects a number or a percentage of the training pool") as info:
+            coerce(spec_of("initial"), bad)
+        assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="--budget expects int or a percentage"):
-        coerce("budget", 0.1)  # a bare fraction is ambiguous: write 10%
+        coerce(spec_of("budget"), 0.1)  # a bare fraction is ambiguous: write 10%
     with pytest.raises(ConfigError, match="--epochs expects int"):
-        coerce("epochs", "10%")
+        coerce(spec_of("epochs"), "10%")
 
 
 def test_percentages_resolve_to_counts_rounded_down():
     assert percent_count("10%", 50_000) == 5000 and percent_count("5%", 50_000) == 2500
     assert percent_count("10%", 45_000) == 4500 and percent_count("10%", 1437) == 143  # floor of 143.7
     assert percent_count("0.1%", 73_257) == 73
-    s = resolve_counts(resolve(Settings(dataset="cifar10:/x", initial="10%", budget="5%", subset="20%", cycles=7)), 50_000)
+    s = resolve_counts(_resolve(Settings(dataset="cifar10:/x", initial="10%", budget="5%", subset="20%", cycles=7)), 50_000)
     assert (s.initial, s.budget, s.subset) == (5000, 2500, 10000)
     validate(s, 50_000)  # 5,000 + 6 x 2,500 = 20,000 of 50,000
     with pytest.raises(ConfigError, match="less than one item"):
-        resolve_counts(resolve(Settings(initial="1%")), 50)
+        resolve_counts(_resolve(Settings(initial="1%")), 50)
     with pytest.raises(ConfigError, match="not resolved to a count"):
-        validate(resolve(Settings(initial="10%")), 50_000)
+        validate(_resolve(Settings(initial="10%")), 50_000)
 
 
 def test_percentages_in_a_config_file(tmp_path):
@@ -169,12 +194,14 @@ def test_plan_resolves_fractions_against_the_dataset(npz_200):
     # a DNAL preset on 200 training items: 10% = 20, 5% = 10, seven stages to 40% = 80
     settings = Settings.from_dict({"preset": "dnal-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn"})
     the_plan = plan(settings)
-    for strategy, s in the_plan.runs:
-        assert (s.initial, s.budget, s.cycles, s.subset) == (20, 10, 7, 0), strategy.name
+    assert [run.name for run in the_plan.runs] == ["dnal", "llal", "coreset", "bald", "entropy", "random"]
+    for run in the_plan.runs:
+        s = run.settings
+        assert (s.initial, s.budget, s.cycles, s.subset) == (20, 10, 7, 0), run.name
         assert s.initial + (s.cycles - 1) * s.budget == 80
     # budget size is an option: 10% per stage from the same 10% start
     big = plan(Settings.from_dict({"preset": "dnal-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn", "budget": "10%"}))
-    assert {(s.initial, s.budget) for _, s in big.runs} == {(20, 20)}
+    assert {(run.settings.initial, run.settings.budget) for run in big.runs} == {(20, 20)}
 
 
 # ---------------------------------------------------------------- CLI
@@ -200,27 +227,37 @@ def test_dry_run_prints_the_resolved_settings_as_toml_and_writes_nothing(npz_200
     assert doc["per_strategy"] == {"llal-mse": {"loss_weight": 0.1}, "llal": {"loss_weight": 1.0}}
     expected = plan(Settings.from_dict({"preset": "llal-mse-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn",
                                         "initial": "10%", "budget": 15, "subset": 50, "epochs": 20, "out": str(out)}))
-    for strategy, s in expected.runs:
-        want = {k: v for k, v in s.to_dict().items() if v is not None}
+    for run in expected.runs:
+        want = {k: v for k, v in run.record().items() if v is not None}
         want["strategies"] = ["llal-mse", "llal"]
-        assert _flatten(doc, strategy.name) == want
+        assert _flatten(doc, run.name) == want
 
 
 def test_dry_run_output_is_a_config_file_that_gives_the_same_settings(npz_200, tmp_path, capsys):
     assert main(["run", "--preset", "dnal-cifar10", "--dataset", f"npz:{npz_200}", "--model", "cnn", "--dry-run"]) == 0
     first = capsys.readouterr().out
-    (tmp_path / "dry.toml").write_text(first)
+    doc = tomllib.loads(first)
+    # per strategy, only the options of its objective and acquisition (none for the plain ones)
+    assert set(doc["per_strategy"]) == {"dnal", "llal", "bald"}
+    assert set(doc["per_strategy"]["bald"]) == {"mc_passes", "dropout"}
+    assert doc["per_strategy"]["dnal"]["stop_gradient_epoch"] == 120 and doc["per_strategy"]["dnal"]["lossnet_lr"] == 0.001
+    assert doc["per_strategy"]["llal"]["lossnet_lr"] == 0.001 and "target_update" not in doc["per_strategy"]["llal"]
+    assert not {"loss_weight", "mc_passes", "stop_gradient_epoch"} & set(doc)
+    # the top part (the run's own settings) is a config file that gives the same run
+    top = first.split("\n[per_strategy.")[0]
+    assert not [ln for ln in top.splitlines() if ln.startswith("[")] and "dnal" in tomllib.loads(top)["strategies"]
+    (tmp_path / "dry.toml").write_text(top)
     assert main(["run", "--config", str(tmp_path / "dry.toml"), "--dry-run"]) == 0
-    assert tomllib.loads(capsys.readouterr().out) == tomllib.loads(first)
+    assert tomllib.loads(capsys.readouterr().out) == doc
 
 
 def test_settings_toml_quotes_what_must_be_quoted():
-    s = resolve(Settings(dataset='npz:/data/a "b"\\c.npz', taps=["layer1"]))
-    text = settings_toml([("lossnet+badge", s), ("random", s.merged({"lr": 0.5}))])
+    s = _resolve(Settings(dataset='npz:/data/a "b"\\c.npz', taps=["layer1"]))
+    text = settings_toml([("lossnet+badge", s.to_dict()), ("random", s.merged({"lr": 0.5}).to_dict())])
     doc = tomllib.loads(text)
     assert doc["dataset"] == 'npz:/data/a "b"\\c.npz' and doc["taps"] == ["layer1"]
     assert doc["per_strategy"]["lossnet+badge"]["lr"] == 0.1 and doc["per_strategy"]["random"]["lr"] == 0.5
-    assert "vae_width" not in doc  # None (unset) is left out
+    assert s.initial_classes is None and "initial_classes" not in doc  # None (unset) is left out
 
 
 def test_preset_bad_input_is_one_line_and_writes_nothing(npz_200, tmp_path, capsys):
@@ -279,7 +316,7 @@ def test_svhn_reads_mat_files_and_maps_10_to_digit_0(tmp_path):
     assert ds.x_train.shape == (12, 3, 32, 32) and ds.x_test.shape == (5, 3, 32, 32)
     assert ds.y_train.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1] and ds.class_names[0] == "0"
     assert np.array_equal(ds.x_train[1].numpy(), raw[:, :, :, 1].transpose(2, 0, 1))  # channel first, row-major
-    assert resolve(Settings(dataset=f"svhn:{tmp_path}")).augment == "crop"  # digits: no flip
+    assert _resolve(Settings(dataset=f"svhn:{tmp_path}")).augment == "crop"  # digits: no flip
 
 
 @pytest.mark.parametrize("damage,needle", [

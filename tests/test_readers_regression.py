@@ -170,8 +170,10 @@ def test_reader_defaults_per_format():
     assert [k for k in READERS if not READERS.get(k).needs_path] == ["digits", "diabetes"]
     assert READERS.get("digits").defaults == {"cycles": 8, "initial": 40, "budget": 40, "subset": 0, "epochs": 40,
                                               "batch_size": 32, "lr": 0.05}
-    assert READERS.get("diabetes").defaults["epochs"] == 100
-    assert READERS.get("uci").defaults is READERS.get("diabetes").defaults  # one constant, not a copy
+    uci, diabetes = READERS.get("uci").defaults, READERS.get("diabetes").defaults
+    assert (diabetes["epochs"], diabetes["lr"]) == (100, 0.001)  # chosen on diabetes' validation split
+    assert {k: v for k, v in diabetes.items() if k not in ("epochs", "lr")} == \
+        {k: v for k, v in uci.items() if k not in ("epochs", "lr")}  # the same protocol otherwise
 
 
 # ---------------------------------------------------------------- csv

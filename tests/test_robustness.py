@@ -11,9 +11,9 @@ import torch
 from activeloss.cli import main
 from activeloss.config import Settings
 from activeloss.errors import ConfigError, PoolError
-from activeloss.experiment import Experiment, plan
-from activeloss.oracle import NoisyOracle, SimulatedOracle, simulated_oracle, wrong_labels
-from activeloss.pool import Pool, class_mask, initial_classes
+from activeloss.loop.experiment import Experiment, plan
+from activeloss.loop.oracle import NoisyOracle, SimulatedOracle, simulated_oracle, wrong_labels
+from activeloss.loop.pool import Pool, class_mask, initial_classes
 from activeloss.seeding import generator
 
 from conftest import make_tiny_dataset
@@ -121,7 +121,11 @@ def test_plan_refuses_impossible_class_restrictions(npz_5_classes, tmp_path, cap
     err = capsys.readouterr().err
     assert "hold 40 training items, fewer than --initial 50" in err and err.count("\n") == 1
     assert main([*base, "--initial", "20", "--label-noise", "1.5"]) == 2
-    assert "--label-noise must be in [0, 1)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--label-noise must be below 1, not 1.5" in err and err.count("\n") == 1
+    assert main([*base, "--initial", "20", "--label-noise", "-0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "--label-noise must be at least 0, not -0.1" in err and err.count("\n") == 1
     assert not out.exists()
 
 
@@ -189,10 +193,10 @@ def test_store_records_given_and_true_labels_and_the_noise_is_the_oracles(robust
 
 def test_experiment_uses_the_noisy_oracle_of_the_settings(npz_5_classes, tmp_path):
     p = plan(Settings(dataset=f"npz:{npz_5_classes}", label_noise=0.2, model="cnn", initial=20, budget=10, cycles=2))
-    assert isinstance(Experiment(p, tmp_path / "x").oracle, NoisyOracle)
+    assert isinstance(Experiment(p, tmp_path / "x").driver.oracle, NoisyOracle)
     assert not (tmp_path / "x").exists()
     plain = plan(Settings(dataset=f"npz:{npz_5_classes}", model="cnn", initial=20, budget=10, cycles=2))
-    assert isinstance(Experiment(plain, tmp_path / "y").oracle, SimulatedOracle)
+    assert isinstance(Experiment(plain, tmp_path / "y").driver.oracle, SimulatedOracle)
 
 
 def test_cifar100_noise_uses_the_readers_superclass_map(tmp_path):
@@ -212,7 +216,7 @@ def test_cifar100_noise_uses_the_readers_superclass_map(tmp_path):
         pickle.dump({b"fine_label_names": [f"f{i}".encode() for i in range(12)],
                      b"coarse_label_names": [f"c{i}".encode() for i in range(4)]}, f)
     p = plan(Settings(dataset=f"cifar100:{root}", label_noise=0.3, model="cnn", initial=20, budget=10, cycles=2))
-    oracle = Experiment(p, tmp_path / "x").oracle
+    oracle = Experiment(p, tmp_path / "x").driver.oracle
     given = oracle.label(torch.arange(400))
     truth = p.data.y_train
     flipped = given != truth

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from activeloss.selection import k_center_greedy
+from activeloss.scoring.selection import k_center_greedy
 
 
 def textbook(cand: torch.Tensor, labeled: torch.Tensor, k: int) -> list[int]:

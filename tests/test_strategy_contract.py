@@ -1,80 +1,145 @@
-"""The contract every registered strategy keeps (written once, run over the whole registry)."""
+"""The contract every query keeps, written once and run over every (objective, acquisition) pair
+each task accepts, and every named strategy: exactly k distinct unlabeled candidates, never a
+labeled or pending item, the same picks for the same seed, modes restored after the query."""
+from __future__ import annotations
+
 import pytest
 import torch
 
-from activeloss.acquisitions import QueryContext
-from activeloss.config import Settings, resolve
-from activeloss.inputs import Inputs
-from activeloss.models import build
-from activeloss.pool import Pool
-from activeloss.strategies import STRATEGIES, get_strategy
+from activeloss import Dataset, Learner
+from activeloss.errors import ConfigError, PoolError
+from activeloss.seeding import generator
+from activeloss.strategies import STRATEGIES, get_strategy, valid_pairs
+from activeloss.tasks import task_type
 
 from conftest import make_tiny_dataset
 
-DATA = make_tiny_dataset(n_train=90, n_test=30, classes=3, size=8)
+CLASSIFICATION = make_tiny_dataset(n_train=90, n_test=30, classes=3, size=8)
 
 
-def _query(name: str, candidates_subset: int, k: int, seed: int, model_seed: int = 0):
-    strategy = get_strategy(name)
-    settings = resolve(Settings(dataset="digits", epochs=4), strategy.defaults)
-    torch.manual_seed(model_seed)
-    model = build("cnn", DATA.num_classes, DATA.input_shape)
-    objective = strategy.make_objective()
-    objective.setup(model, DATA.num_classes, model.taps, settings, DATA.input_shape)
-    model.eval()
-    objective.eval()
-    pool = Pool(DATA.x_train.shape[0])
-    pool.add(torch.arange(0, 90, 3), DATA.y_train[0:90:3], cycle=0)
-    candidates = pool.candidates(candidates_subset, torch.Generator().manual_seed(seed))
-    ctx = QueryContext(model, objective, Inputs.from_dataset(DATA, torch.device("cpu"), (), 0), candidates,
-                       pool.labeled_indices(), torch.Generator().manual_seed(seed), 16, settings)
-    return strategy.make_acquisition().select(ctx, k), pool, candidates
+def _regression_data() -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 5, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.1 * torch.randn(120, generator=g)
+    return Dataset.from_tensors(x[:90], y[:90], x[90:], y[90:], name="tiny-regression")
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_exactly_k_distinct_unlabeled_candidates(name):
-    selection, pool, candidates = _query(name, candidates_subset=25, k=7, seed=1)
-    picked = selection.indices
-    assert picked.numel() == 7
-    assert picked.unique().numel() == 7
-    assert not pool.labeled_mask[picked].any()
-    assert set(picked.tolist()) <= set(candidates.tolist())
-    if selection.scores is not None:
-        assert selection.scores.shape == (7,)
+REGRESSION = _regression_data()
+DATA = {"classification": (CLASSIFICATION, "cnn"), "regression": (REGRESSION, "mlp")}
+SMALL = dict(epochs=1, batch_size=16, eval_batch_size=16, mc_passes=3, vae_width=4, vae_epochs=0.5,
+             vae_batch_size=16, vae_latent=4)
+LABELED = torch.arange(0, 90, 3)  # 30 labeled items
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_seeded_reproducibility(name):
-    a, _, _ = _query(name, candidates_subset=0, k=5, seed=4)
-    b, _, _ = _query(name, candidates_subset=0, k=5, seed=4)
-    assert torch.equal(a.indices, b.indices)
+def _cases() -> list[tuple[str, str]]:
+    cases = []
+    for task in DATA:
+        names = valid_pairs(task_type(task))
+        named = []
+        for name in STRATEGIES:
+            try:
+                STRATEGIES.get(name).check(task_type(task))
+            except ConfigError:
+                continue
+            named.append(name)
+        cases += [(task, n) for n in names + named]
+    return cases
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_whole_pool_when_k_equals_candidates(name):
-    selection, _, candidates = _query(name, candidates_subset=12, k=12, seed=2)
-    assert sorted(selection.indices.tolist()) == candidates.tolist()
+CASES = _cases()
+
+
+def _learner(task: str, name: str, subset: int = 0, seed: int = 0) -> Learner:
+    data, model = DATA[task]
+    learner = Learner(model, data, name, subset=subset, seed=seed, **SMALL)
+    learner.teach(LABELED, data.y_train[LABELED], source="test")
+    learner.fit()
+    return learner
+
+
+def test_the_cases_cover_every_valid_pair_of_both_tasks():
+    pairs = {n for t, n in CASES if "+" in n}
+    assert len([c for c in CASES if c[0] == "classification" and "+" in c[1]]) >= 60
+    assert "lossnet+predicted-loss" in pairs and "none+mc-variance" in pairs
+    regression = {n for t, n in CASES if t == "regression"}
+    assert {"random", "llal", "llal-mse", "coreset", "mc-variance"} <= regression
+    assert not {"entropy", "bald", "badge", "none+gradnorm", "lplgrad"} & regression
+
+
+@pytest.mark.parametrize("task,name", CASES)
+def test_query_contract(task, name):
+    learner = _learner(task, name, subset=40)
+    modules = [learner.model, *learner.objective.modules().values()]
+    for i, m in enumerate(m for root in modules for m in root.modules()):
+        m.train(i % 2 == 0)  # a pattern a query must leave exactly as it found it
+    before = [m.training for root in modules for m in root.modules()]
+    first = learner.query(7)
+    assert [m.training for root in modules for m in root.modules()] == before
+    items = first.items
+    assert items.numel() == 7 and items.unique().numel() == 7
+    assert not set(items.tolist()) & set(LABELED.tolist())
+    if first.scores is not None:
+        assert first.scores.shape == (7,)
+    second = learner.query(5)  # the first batch is pending: never chosen again
+    assert second.items.unique().numel() == 5
+    assert not set(second.items.tolist()) & (set(items.tolist()) | set(LABELED.tolist()))
+    pending = learner.pending()
+    assert pending is not None and pending.items.tolist() == items.tolist() + second.items.tolist()
+
+
+@pytest.mark.parametrize("task,name", CASES)
+def test_same_seed_same_picks(task, name):
+    a = _learner(task, name).query(6)
+    b = _learner(task, name).query(6)
+    assert torch.equal(a.items, b.items)
 
 
 def test_random_depends_on_the_seed():
-    a, _, _ = _query("random", 0, 10, seed=1)
-    b, _, _ = _query("random", 0, 10, seed=2)
-    assert not torch.equal(a.indices, b.indices)
+    a = _learner("classification", "random", seed=1).query(10)
+    b = _learner("classification", "random", seed=2).query(10)
+    assert not torch.equal(a.items, b.items)
+
+
+def test_whole_candidate_set_when_k_equals_it():
+    learner = _learner("classification", "entropy", subset=12)
+    batch = learner.query(12)
+    subset = learner.pool.candidates(12, generator(0, "subset", 0, 0))
+    assert sorted(batch.items.tolist()) == subset.tolist()
+
+
+def test_a_query_larger_than_the_unlabeled_pool_is_refused():
+    learner = _learner("classification", "entropy")
+    learner.query(55)  # 60 unlabeled: 5 left that are not pending
+    with pytest.raises(PoolError, match="cannot query 6 items: 5 unlabeled candidates are left"):
+        learner.query(6)
 
 
 def test_uncertainty_strategies_pick_in_descending_score_order():
-    for name in ("entropy", "margin", "least-confidence"):
-        selection, _, _ = _query(name, 0, 10, seed=0)
-        scores = selection.scores
-        assert torch.all(scores[:-1] >= scores[1:]), name
+    for name in ("entropy", "margin", "least-confidence", "llal"):
+        scores = _learner("classification", name).query(10).scores
+        assert scores is not None and torch.all(scores[:-1] >= scores[1:]), name
 
 
 def test_any_objective_acquisition_pair_is_a_strategy():
     s = get_strategy("none+margin")
     assert (s.objective, s.acquisition) == ("none", "margin")
-    from activeloss.errors import ConfigError
-
     with pytest.raises(ConfigError, match="unknown strategy 'nope'"):
         get_strategy("nope")
     with pytest.raises(ConfigError, match="unknown acquisition 'bogus'"):
         get_strategy("none+bogus")
+    with pytest.raises(ConfigError, match="needs an objective with a loss-prediction module"):
+        get_strategy("none+predicted-loss")
+
+
+@pytest.mark.parametrize("name", ["entropy", "margin", "bald", "badge", "lplgrad", "sraal", "none+gradnorm"])
+def test_probability_acquisitions_refuse_regression_in_one_line(name):
+    with pytest.raises(ConfigError) as err:
+        Learner("mlp", REGRESSION, name, epochs=1)
+    message = str(err.value)
+    assert "\n" not in message and "regression" in message
+    assert "class probabilities" in message
+
+
+def test_mc_variance_refuses_classification():
+    with pytest.raises(ConfigError, match="needs real-valued predictions, which the classification task"):
+        Learner("cnn", CLASSIFICATION, "mc-variance", epochs=1)

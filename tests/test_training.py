@@ -1,9 +1,10 @@
 import torch
 
-from activeloss.inputs import Inputs
+from activeloss.data import Inputs
 from activeloss.models import build
 from activeloss.objectives import Objective, ParamGroup
-from activeloss.training import TrainConfig, evaluate, make_optimizer, train
+from activeloss.tasks import ClassificationTask
+from activeloss.trainer import TrainConfig, evaluate, make_optimizer, train
 
 
 def _setup(data, seed=0):
@@ -19,11 +20,14 @@ def test_training_learns_and_is_deterministic(tiny_dataset):
     results = []
     for _ in range(2):
         model, inputs = _setup(tiny_dataset)
-        before = evaluate(model, Objective(), inputs, 64, None).accuracy
-        train(model, Objective(), inputs, idx, tiny_dataset.y_train[idx], cfg, None, torch.Generator().manual_seed(3))
-        results.append((before, evaluate(model, Objective(), inputs, 64, None), model.state_dict()))
+        task = ClassificationTask()
+        before = evaluate(model, Objective(), task, inputs, 64, None).metrics["accuracy"]
+        train(model, Objective(), task, inputs, idx, tiny_dataset.y_train[idx], cfg, None,
+              torch.Generator().manual_seed(3))
+        results.append((before, evaluate(model, Objective(), task, inputs, 64, None), model.state_dict()))
     (before, ev, state), (_, ev2, state2) = results
-    assert ev.accuracy > 0.9 > before
+    assert ev.metrics["accuracy"] > 0.9 > before
+    assert ev.metrics == ev2.metrics and torch.equal(ev.outputs, ev2.outputs)
     assert all(torch.equal(state[k], state2[k]) for k in state)
     assert ev.losses.shape == (60,) and ev.predicted_losses is None
 
@@ -33,12 +37,12 @@ def test_schedule_decays_only_groups_that_ask_for_it(tiny_dataset):
         def __init__(self):
             self.a, self.b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
 
-        def param_groups(self, settings):
+        def param_groups(self):
             return [ParamGroup(list(self.a.parameters()), 0.01, decay=True), ParamGroup(list(self.b.parameters()), 0.02, decay=False)]
 
     model, _ = _setup(tiny_dataset)
     cfg = TrainConfig(epochs=10, batch_size=8, lr=0.1, momentum=0.9, weight_decay=0.0, milestones=[2, 4], gamma=0.1)
-    opt, sched = make_optimizer(model, Extra(), cfg, None)
+    opt, sched = make_optimizer(model, Extra(), cfg)
     lrs = []
     for _ in range(5):
         lrs.append([g["lr"] for g in opt.param_groups])
@@ -53,7 +57,8 @@ def test_a_single_leftover_item_does_not_break_batchnorm(tiny_dataset):
     model, inputs = _setup(tiny_dataset)
     cfg = TrainConfig(epochs=1, batch_size=4, lr=0.01, momentum=0.9, weight_decay=0.0, milestones=[1], gamma=0.1)
     idx = torch.arange(9)  # 4 + 4 + 1
-    train(model, Objective(), inputs, idx, tiny_dataset.y_train[idx], cfg, None, torch.Generator().manual_seed(0))
+    train(model, Objective(), ClassificationTask(), inputs, idx, tiny_dataset.y_train[idx], cfg, None,
+          torch.Generator().manual_seed(0))
 
 
 def test_inputs_are_normalised_with_train_statistics(tiny_dataset):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .config import CORE_SPECS, DECLARED, EXECUTION_FIELDS, Settings, load_toml, settings_toml, spec_of
@@ -30,7 +31,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_option(group: Any, spec: Spec, help_text: str) -> None:
     if spec.kind == "bool":
-        group.add_argument(spec.flag, dest=spec.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        group.add_argument(spec.flag, dest=spec.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=help_text)
     else:
         metavar = "A,B,..." if spec.kind.startswith("list") else spec.name.upper()
         group.add_argument(spec.flag, dest=spec.name, default=None, metavar=metavar, help=help_text)
@@ -59,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--dry-run", action="store_true",
-                     help="load the data, print the fully resolved settings as TOML and stop (nothing is trained or written)")
+                     help="load the data, print the fully resolved settings as TOML and stop (nothing is trained "
+                          "or written)")
     _add_settings(run)
     rep = sub.add_parser(
         "report", help="print the tables of finished or partial runs and redraw their figures",
@@ -73,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="add the labels needed to first reach VALUE (accuracy: a fraction such as 0.9; "
                           "a lower-is-better metric such as rmse: at or below VALUE); repeatable")
     rep.add_argument("--cycle", type=int, default=None, metavar="N",
-                     help="cycle of the per-class and confidence figures (default: the last cycle every strategy reached)")
+                     help="cycle of the per-class and confidence figures (default: the last cycle every strategy "
+                          "reached)")
     rep.add_argument("--out", default=None, metavar="DIR",
                      help="folder for results.csv and the figures (default: DIR with one folder; with several, "
                           "no figures unless given)")
-    rep.add_argument("--markdown", default=None, metavar="FILE", help="also write the tables (and figure links) as Markdown")
+    rep.add_argument("--markdown", default=None, metavar="FILE",
+                     help="also write the tables (and figure links) as Markdown")
     rep.add_argument("--csv", default=None, metavar="FILE", help="also write the summary as a long-format CSV")
     rep.add_argument("--latex", default=None, metavar="FILE", help="also write the tables as booktabs LaTeX tabulars")
     sub.add_parser("strategies", help="list the strategies, objectives and acquisitions")
@@ -102,7 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         extra = sorted(set(explicit) - set(EXECUTION_FIELDS)) + (["config"] if args.config else [])
         if extra:
-            raise ConfigError(f"--resume takes its settings from the stored run; do not pass --{extra[0].replace('_', '-')}")
+            flag = "--" + extra[0].replace("_", "-")
+            raise ConfigError(f"--resume takes its settings from the stored run; do not pass {flag}")
         if "out" not in explicit:
             raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
         settings = Settings().merged(explicit)
@@ -114,7 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         the_plan = loop.plan(settings)  # loads the data: percentages need its size
         d = the_plan.data
         comments = [
-            f"activeloss run --dry-run: the resolved settings{f' of preset {settings.preset}' if settings.preset else ''}",
+            "activeloss run --dry-run: the resolved settings"
+            + (f" of preset {settings.preset}" if settings.preset else ""),
             f"on {d.name} ({d.size} train / {d.x_test.shape[0]} test, {_targets(d)}), device {the_plan.device};",
             "nothing was trained or written. per_strategy tables hold what differs between strategies.",
         ]
@@ -165,7 +172,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from . import presets
+    from .config import presets
 
     if args.name:
         print(presets.text(args.name), end="")
@@ -218,7 +225,8 @@ def _targets(data: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        handler = {"run": cmd_run, "report": cmd_report, "strategies": cmd_strategies, "presets": cmd_presets}[args.command]
+        handlers = {"run": cmd_run, "report": cmd_report, "strategies": cmd_strategies, "presets": cmd_presets}
+        handler = handlers[args.command]
         return handler(args)
     except ActiveLossError as exc:
         from .device.distributed import is_main

@@ -7,12 +7,10 @@ O(n log^2 n) with vectorised numpy instead of a double loop.
 """
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 import torch
 
-ArrayLike = Union[torch.Tensor, np.ndarray, list, tuple]
+ArrayLike = torch.Tensor | np.ndarray | list | tuple
 
 
 def _as_1d(values: ArrayLike, name: str) -> np.ndarray:

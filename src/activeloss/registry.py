@@ -12,7 +12,8 @@ fails the same way.  ``register`` works as a call or as a decorator::
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar, overload
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar, overload
 
 from .errors import ConfigError
 

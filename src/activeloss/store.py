@@ -23,10 +23,11 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 SCHEMA_VERSION = 2
 
@@ -135,11 +136,11 @@ class Store:
         self.conn.executescript(SCHEMA)
 
     @classmethod
-    def in_folder(cls, folder: str | Path) -> "Store":
+    def in_folder(cls, folder: str | Path) -> Store:
         return cls(Path(folder) / STORE_NAME)
 
     @classmethod
-    def in_memory(cls) -> "Store":
+    def in_memory(cls) -> Store:
         """A store that lives only as long as the object (a learner without an output folder)."""
         return cls(":memory:")
 
@@ -174,7 +175,8 @@ class Store:
             "INSERT OR IGNORE INTO runs (strategy, trial, settings) VALUES (?, ?, ?)",
             (strategy, trial, json.dumps(settings, sort_keys=True)),
         )
-        return self.conn.execute("SELECT id FROM runs WHERE strategy = ? AND trial = ?", (strategy, trial)).fetchone()[0]
+        row = self.conn.execute("SELECT id FROM runs WHERE strategy = ? AND trial = ?", (strategy, trial)).fetchone()
+        return int(row[0])
 
     def set_status(self, run_id: int, status: str) -> None:
         self.conn.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
@@ -239,7 +241,8 @@ class Store:
         for name, values in (arrays or {}).items():
             self.conn.execute(f"{verb} INTO arrays VALUES (?, ?, ?, ?)", (run_id, cycle, name, json.dumps(values)))
 
-    def _insert_queries(self, run_id: int, cycle: int, queried: Sequence[tuple[int, float | None]], start: int = 0) -> None:
+    def _insert_queries(self, run_id: int, cycle: int, queried: Sequence[tuple[int, float | None]],
+                        start: int = 0) -> None:
         self.conn.executemany(
             "INSERT INTO queries VALUES (?, ?, ?, ?, ?)",
             [(run_id, cycle, start + rank, int(item), None if score is None else float(score))

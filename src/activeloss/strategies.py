@@ -57,7 +57,7 @@ class Strategy:
         --lr resolved), and all of them flat."""
         flat: dict[str, Any] = {}
         built = []
-        for component, cls in ((self.objective, self.objective_type), (self.acquisition, self.acquisition_type)):
+        for cls in (self.objective_type, self.acquisition_type):
             values = {}
             for spec in specs_of(cls.Options):
                 value = s.options.get(spec.name, self.defaults.get(spec.name, spec.default))
@@ -82,7 +82,8 @@ def _check_pair(name: str, strategy: Strategy) -> None:
     need = strategy.acquisition_type.requires
     if need and not getattr(strategy.objective_type, need, False):
         able = ", ".join(n for n, cls in OBJECTIVES.items() if getattr(cls, need, False))
-        what = {"predicts_loss": "a loss-prediction module", "has_discriminator": "a VAE and discriminator"}.get(need, need)
+        words = {"predicts_loss": "a loss-prediction module", "has_discriminator": "a VAE and discriminator"}
+        what = words.get(need, need)
         raise ConfigError(f"{name!r}: the {strategy.acquisition} acquisition needs an objective with {what} ({able})")
 
 
@@ -112,7 +113,8 @@ def get_strategy(name: str) -> Strategy:
         if objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {objective!r} in {name!r}; choose one of {', '.join(OBJECTIVES)}")
         if acquisition not in ACQUISITIONS:
-            raise ConfigError(f"unknown acquisition {acquisition!r} in {name!r}; choose one of {', '.join(ACQUISITIONS)}")
+            raise ConfigError(f"unknown acquisition {acquisition!r} in {name!r}; "
+                              f"choose one of {', '.join(ACQUISITIONS)}")
         strategy = Strategy(name, objective, acquisition, f"{objective} objective with {acquisition} acquisition")
         _check_pair(name, strategy)
         return strategy

@@ -1,8 +1,9 @@
 """Training and evaluation of a model and its objective on the labeled items, for any task."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -12,8 +12,15 @@ import importlib
 import pkgutil
 
 from .base import (
-    ACQUISITIONS, Acquisition, QueryContext, RandomAcquisition, ScoreAcquisition, Selection, register_acquisition,
-    score_acquisition, top_k,
+    ACQUISITIONS,
+    Acquisition,
+    QueryContext,
+    RandomAcquisition,
+    ScoreAcquisition,
+    Selection,
+    register_acquisition,
+    score_acquisition,
+    top_k,
 )
 
 for _module in pkgutil.iter_modules(__path__):

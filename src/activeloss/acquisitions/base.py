@@ -11,20 +11,21 @@ refused with one line before anything runs.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..config.options import NoOptions, declare
+from ..data import Inputs
 from ..device import distributed
 from ..device.performance import autocast
 from ..models.heads import features_of
 from ..objectives import Objective
 from ..registry import Registry
 from ..tasks import Task
-from ..data import Inputs
 
 
 @dataclass

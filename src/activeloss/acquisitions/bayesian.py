@@ -23,8 +23,9 @@ forked and seeded from it), so a query is reproducible and leaves the global RNG
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,7 +46,7 @@ class MCDropoutOptions(DropoutOptions):
                             "mc-variance)", at_least=1)
 
 
-def dropout_only_train(model: nn.Module):  # type: ignore[no-untyped-def]
+def dropout_only_train(model: nn.Module) -> Any:
     """Eval mode everywhere except the dropout modules (train mode); modes restored on exit."""
     return eval_mode(model, keep_training=dropout_modules(model))
 
@@ -63,7 +64,7 @@ def mc_outputs(ctx: QueryContext, passes: int, fallback_p: float, kind: str,
     drop = inserted_dropout(model)
     out = []
     if drop is not None or not dropout_modules(model):
-        p = drop.p if drop is not None else fallback_p
+        p = float(drop.p) if drop is not None else fallback_p
         _, linear = split_classifier(model)
         embed = features_of(model)
         scale = 1.0 / (1.0 - p) if p < 1 else 0.0
@@ -77,7 +78,8 @@ def mc_outputs(ctx: QueryContext, passes: int, fallback_p: float, kind: str,
                 out.append(transform(logits.float()))
     else:
         seed = int(torch.randint(2**62, (1,), generator=ctx.generator))
-        devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        devices = ([device.index if device.index is not None else torch.cuda.current_device()]
+                   if device.type == "cuda" else [])
         chunk = max(1, ctx.batch_size // passes)  # T copies of `chunk` items per forward
         with dropout_only_train(model), torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)

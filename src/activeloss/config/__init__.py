@@ -2,8 +2,20 @@
 (:mod:`.options`), and the papers' protocols as presets (:mod:`.presets`)."""
 from .options import DECLARED, NoOptions, Spec, declare, option, specs_of
 from .settings import (
-    CORE_NAMES, CORE_SPECS, EXECUTION_FIELDS, PROTOCOL_DEFAULTS, Settings, apply_preset, check_names, load_toml,
-    preset_values, resolve, resolve_counts, settings_toml, spec_of, validate,
+    CORE_NAMES,
+    CORE_SPECS,
+    EXECUTION_FIELDS,
+    PROTOCOL_DEFAULTS,
+    Settings,
+    apply_preset,
+    check_names,
+    load_toml,
+    preset_values,
+    resolve,
+    resolve_counts,
+    settings_toml,
+    spec_of,
+    validate,
 )
 
 __all__ = [

@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 

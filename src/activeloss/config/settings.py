@@ -16,10 +16,11 @@ import dataclasses
 import json
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from .options import DECLARED, Spec, check, coerce, option, relative, specs_of
@@ -30,7 +31,8 @@ DATA, LOOP, TRAINING, EXECUTION = "data", "loop", "training", "execution"
 @dataclass
 class Settings:
     # -- what to learn from
-    dataset: str = option("digits", "digits, diabetes, or KIND:PATH (activeloss run --help lists the kinds)", group=DATA)
+    dataset: str = option("digits", "digits, diabetes, or KIND:PATH (activeloss run --help lists the kinds)",
+                          group=DATA)
     task: str = option("auto", "classification or regression (auto: what the dataset holds)",
                        choices=("auto", "classification", "regression"), group=DATA)
     target: str | None = option(None, "the target column of a csv table (default: the column named label)", group=DATA)
@@ -38,11 +40,12 @@ class Settings:
                         at_least=0, group=DATA)
     test_fraction: float = option(0.2, "test share when a dataset has no test split", above=0, below=1, group=DATA)
     # -- the loop
-    preset: str | None = option(None, "a named protocol (activeloss presets lists them); the options you give win over it",
-                                group=LOOP)
+    preset: str | None = option(None, "a named protocol (activeloss presets lists them); the options you give win "
+                                "over it", group=LOOP)
     strategies: list[str] = option([], "comma list of strategies, or OBJECTIVE+ACQUISITION pairs "
                                    "(default: the main comparison of the task)", group=LOOP)
-    trials: int = option(3, "trials; trial t uses the same initial set and subsets for every strategy", at_least=1, group=LOOP)
+    trials: int = option(3, "trials; trial t uses the same initial set and subsets for every strategy", at_least=1,
+                         group=LOOP)
     cycles: int | None = option(None, "train-and-evaluate rounds; round c trains on initial + c x budget labels",
                                 at_least=1, group=LOOP)
     initial: int | str | None = option(None, "size of the random initial labeled set, or a percentage of the "
@@ -53,7 +56,8 @@ class Settings:
                                       "a percentage of the training set", at_least=0, percent_of="pool", group=LOOP)
     seed: int = option(0, "seed of every random draw of the run", group=LOOP)
     initial_classes: int | None = option(None, "draw the initial labeled set from this many randomly chosen classes "
-                                         "only (seeded per trial; later queries are unrestricted)", at_least=1, group=LOOP)
+                                         "only (seeded per trial; later queries are unrestricted)", at_least=1,
+                                         group=LOOP)
     label_noise: float = option(0.0, "rate at which the simulated oracle returns a wrong label (CIFAR-100: another "
                                 "fine class of the same superclass; else a uniform other class)",
                                 at_least=0, below=1, group=LOOP)
@@ -71,7 +75,8 @@ class Settings:
                                           "multiplied by gamma (default: 80%% of the epochs)",
                                           at_least=1, percent_of="epochs", group=TRAINING)
     gamma: float = option(0.1, "learning-rate decay factor at each milestone", above=0, at_most=1, group=TRAINING)
-    reinit: bool | None = option(None, "retrain from a fresh model every cycle instead of warm-starting", group=TRAINING)
+    reinit: bool | None = option(None, "retrain from a fresh model every cycle instead of warm-starting",
+                                 group=TRAINING)
     augment: str | None = option(None, "training augmentation: comma list of flip, crop, or none (default per dataset)",
                                  group=TRAINING)
     pad: int = option(4, "zero padding of the random crop (the papers: 4 in code, 2 in the text)", at_least=0,
@@ -105,7 +110,7 @@ class Settings:
         return self.options.get(name, default)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], origin: str = "settings") -> "Settings":
+    def from_dict(cls, values: dict[str, Any], origin: str = "settings") -> Settings:
         """Settings from the values a user gave; a ``preset`` among them fills what they leave out.
 
         This is the way to use a preset from Python too:
@@ -116,7 +121,7 @@ class Settings:
         values = apply_preset({k: coerce(spec_of(k), v, origin) for k, v in values.items()}, origin)
         return cls().merged(values)
 
-    def merged(self, overrides: dict[str, Any]) -> "Settings":
+    def merged(self, overrides: dict[str, Any]) -> Settings:
         """A copy with ``overrides`` (already coerced, flat names) applied."""
         core = {k: v for k, v in overrides.items() if k in CORE_NAMES}
         extra = {k: v for k, v in overrides.items() if k not in CORE_NAMES}
@@ -285,17 +290,17 @@ def validate(s: Settings, pool_size: int) -> None:
     for name in ("cycles", "initial", "budget", "subset", "epochs", "batch_size", "lr"):
         if getattr(s, name) is None:
             raise ConfigError(f"--{name.replace('_', '-')} is not resolved; call resolve first")
-    assert s.initial is not None and s.cycles is not None and s.budget is not None and s.subset is not None
-    if s.initial > pool_size:
-        raise ConfigError(f"--initial {s.initial} is larger than the training pool ({pool_size} items)")
-    final = s.initial + (s.cycles - 1) * s.budget
+    initial, cycles, budget, subset = (int(getattr(s, n)) for n in ("initial", "cycles", "budget", "subset"))
+    if initial > pool_size:
+        raise ConfigError(f"--initial {initial} is larger than the training pool ({pool_size} items)")
+    final = initial + (cycles - 1) * budget
     if final > pool_size:
         raise ConfigError(
-            f"--initial {s.initial} + ({s.cycles} - 1) cycles x --budget {s.budget} = {final} labels, "
+            f"--initial {initial} + ({cycles} - 1) cycles x --budget {budget} = {final} labels, "
             f"more than the training pool ({pool_size} items)"
         )
-    if s.cycles > 1 and 0 < s.subset < s.budget:
-        raise ConfigError(f"--subset {s.subset} is smaller than --budget {s.budget}")
+    if cycles > 1 and 0 < subset < budget:
+        raise ConfigError(f"--subset {subset} is smaller than --budget {budget}")
 
 
 # ---------------------------------------------------------------- TOML output

@@ -1,8 +1,9 @@
 """The in-memory dataset every reader produces, and the ways to build one from Python."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ class Dataset:
         """Number of training items (the pool)."""
         return int(self.x_train.shape[0])
 
-    def validate(self) -> "Dataset":
+    def validate(self) -> Dataset:
         """Check shapes, dtypes and targets; raise :class:`DataError` naming the problem."""
         from ..tasks import TASKS, make_task
 
@@ -62,7 +63,8 @@ class Dataset:
             if x.shape[0] == 0:
                 raise DataError(f"{self.name}: the {split} split is empty")
             if x.dim() not in (2, 4):
-                raise DataError(f"{self.name}: {split} inputs must be images (N,C,H,W) or rows (N,D), got shape {tuple(x.shape)}")
+                raise DataError(f"{self.name}: {split} inputs must be images (N,C,H,W) or rows (N,D), "
+                                f"got shape {tuple(x.shape)}")
             if x.dim() == 4 and x.dtype not in (torch.uint8, torch.float32):
                 raise DataError(f"{self.name}: {split} images must be uint8 (0..255) or float32")
             if x.dim() == 2 and x.dtype != torch.float32:
@@ -81,7 +83,7 @@ class Dataset:
     # -- building one from Python ------------------------------------------------
     @classmethod
     def from_tensors(cls, x_train: Any, y_train: Any, x_test: Any, y_test: Any, *, task: str | None = None,
-                     class_names: Sequence[str] | None = None, name: str = "tensors") -> "Dataset":
+                     class_names: Sequence[str] | None = None, name: str = "tensors") -> Dataset:
         """A dataset from arrays or tensors (your own data).
 
         ``task`` defaults to classification for integer targets and regression for floats.
@@ -103,7 +105,7 @@ class Dataset:
 
     @classmethod
     def from_torch(cls, train: torch.utils.data.Dataset, test: torch.utils.data.Dataset, *, task: str | None = None,
-                   class_names: Sequence[str] | None = None, name: str = "torch") -> "Dataset":
+                   class_names: Sequence[str] | None = None, name: str = "torch") -> Dataset:
         """A dataset from two ``torch.utils.data.Dataset`` objects yielding ``(x, y)`` pairs.
 
         The items are read once and stacked in memory (fine for sets that fit in memory;
@@ -120,7 +122,8 @@ class Dataset:
                 xs = torch.stack([torch.as_tensor(p[0]) for p in pairs])
                 ys = torch.stack([torch.as_tensor(p[1]) for p in pairs])
             except (TypeError, IndexError, RuntimeError) as exc:
-                raise DataError(f"{name}: the {which} dataset must yield (x, y) pairs of equal shapes ({exc})") from None
+                raise DataError(f"{name}: the {which} dataset must yield (x, y) pairs of equal shapes "
+                                f"({exc})") from None
             return xs, ys
 
         (xtr, ytr), (xte, yte) = stack(train, "train"), stack(test, "test")
@@ -134,6 +137,7 @@ def _as_input(x: Any, what: str) -> torch.Tensor:
         t = t[:, None]
     if t.dtype == torch.uint8 and t.dim() == 4:
         return t.contiguous()
-    if not (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)):
+    integers = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
+    if not (t.is_floating_point() or t.dtype in integers):
         raise DataError(f"{what} must be numeric, got {t.dtype}")
     return t.float().contiguous()

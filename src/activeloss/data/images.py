@@ -12,9 +12,9 @@ import multiprocessing
 import os
 import sys
 import warnings
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError

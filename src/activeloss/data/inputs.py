@@ -1,8 +1,8 @@
 """Model inputs: the dataset's tensors on the device, normalised batch by batch."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -34,13 +34,13 @@ class Inputs:
 
     @classmethod
     def from_dataset(cls, data: Dataset, device: torch.device, augment_ops: tuple[str, ...], pad: int,
-                     memory_format: torch.memory_format = torch.contiguous_format) -> "Inputs":
+                     memory_format: torch.memory_format = torch.contiguous_format) -> Inputs:
         x = data.x_train
         if data.is_image:
             xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
             mean = xf.mean(dim=(0, 2, 3))
             std = xf.std(dim=(0, 2, 3)).clamp_min(1e-6)
-            shape = (1, -1, 1, 1)
+            shape: tuple[int, ...] = (1, -1, 1, 1)
         else:
             mean, std = x.mean(dim=0), x.std(dim=0)
             std = torch.where(std > 1e-8, std, torch.ones_like(std))

@@ -23,7 +23,8 @@ oracle; what it reads or decides is sent to the others (:func:`broadcast_object`
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -127,7 +128,7 @@ def broadcast_object(obj: T, src: int = 0) -> T:
         return obj
     box = [obj if rank() == src else None]
     dist.broadcast_object_list(box, src=src)
-    return box[0]
+    return cast("T", box[0])
 
 
 def on_main(fn: Callable[[], T], share: bool = False) -> T | None:
@@ -250,7 +251,7 @@ def _unique_parameters(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
     return out
 
 
-def _running_stat_modules(modules: Iterable[nn.Module]) -> list[nn.Module]:
+def _running_stat_modules(modules: Iterable[nn.Module]) -> list[nn.modules.batchnorm._NormBase]:
     """Normalisation layers in training mode that keep running statistics (BatchNorm)."""
     seen, out = set(), []
     for root in modules:

@@ -10,8 +10,8 @@ seed on the same device gives the same bits; ``--compile`` runs the forward pass
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Callable, Iterator
 
 import torch
 from torch import nn

@@ -29,7 +29,8 @@ class Checkpoints:
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        state = {"model": model.state_dict(), **{f"objective.{k}": m.state_dict() for k, m in objective.modules().items()}}
+        state = {"model": model.state_dict(),
+                 **{f"objective.{k}": m.state_dict() for k, m in objective.modules().items()}}
         path = self.path(cycle)
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -140,7 +140,8 @@ def run(settings: Settings, resume: bool = False, progress: bool = True,
             given = {"out": str(out), **{k: getattr(settings, k) for k in EXECUTION_FIELDS if k != "out"}}
             return Settings.from_dict(saved, origin=str(out / "store.sqlite")).merged(given)
         if Store.exists_in(out):
-            raise ConfigError(f"{out} already holds a run; resume it with --resume --out {out}, or choose another --out")
+            raise ConfigError(f"{out} already holds a run; resume it with --resume --out {out}, "
+                              "or choose another --out")
         return settings
 
     chosen = distributed.on_main(settings_of_folder, share=True)

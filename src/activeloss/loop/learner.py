@@ -18,9 +18,10 @@ from __future__ import annotations
 import copy
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -97,7 +98,8 @@ class Learner:
                 raise ConfigError("data as a tuple must be (x_train, y_train, x_test, y_test)")
             data = Dataset.from_tensors(*data, task=None if given.task == "auto" else given.task)
         elif not isinstance(data, Dataset):
-            raise ConfigError(f"data must be a Dataset, a dataset spec or a tuple of tensors, not {type(data).__name__}")
+            raise ConfigError("data must be a Dataset, a dataset spec or a tuple of tensors, "
+                              f"not {type(data).__name__}")
         strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
         custom = None
         if acquisition is not None:
@@ -124,12 +126,31 @@ class Learner:
     @classmethod
     def for_run(cls, run: Run, data: Dataset, device: torch.device, store: Store | None, trial: int, *,
                 inputs: Inputs | None = None, name: str | None = None,
-                progress: Callable[[int, int], None] | None = None) -> "Learner":
+                progress: Callable[[int, int], None] | None = None) -> Learner:
         """A learner for one (strategy, trial) of an experiment; its state is read from ``store``
         (None on the ranks of torchrun other than 0, which get rank 0's)."""
         learner = cls.__new__(cls)
         learner._setup(run, data, device, store, trial, name=name or run.name, inputs=inputs, progress=progress)
         return learner
+
+    @classmethod
+    def open(cls, folder: str | Path, strategy: str, trial: int = 0) -> Learner:
+        """The learner of run (``strategy``, ``trial``) of the experiment in ``folder``, where it
+        stands: e.g. to teach the labels of its pending batch from another process."""
+        from .plan import plan
+
+        if not Store.exists_in(folder):
+            raise ConfigError(f"{folder} holds no run (no store.sqlite)")
+        store = Store.in_folder(folder)
+        settings = Settings.from_dict(store.get_meta("settings") or {}, origin=str(Path(folder) / "store.sqlite"))
+        the_plan = plan(settings.merged({"out": str(folder)}))
+        runs = {r.name: r for r in the_plan.runs}
+        if strategy not in runs:
+            raise ConfigError(f"{folder} has no strategy {strategy!r}; it ran {', '.join(runs)}")
+        if not 0 <= trial < runs[strategy].settings.trials:
+            raise ConfigError(f"{folder}: trial {trial} does not exist "
+                              f"(it ran {runs[strategy].settings.trials} trials)")
+        return cls.for_run(runs[strategy], the_plan.data, the_plan.device, store, trial)
 
     def _setup(self, run: Run, data: Dataset, device: torch.device, store: Store | None, trial: int, *, name: str,
                factory: Callable[[], nn.Module] | None = None, acquisition: Acquisition | None = None,
@@ -152,7 +173,7 @@ class Learner:
         self.store = store if distributed.is_main() else None
         if self.store is not None and self.store.get_meta("task") is None:
             self.store.set_meta("task", self.task.describe())
-        run_id = self.store.run_id(name, trial, run.record()) if self.store is not None else None
+        run_id = self.store.run_id(name, trial, run.record()) if self.store is not None else -1
         self.run_id: int = distributed.broadcast_object(run_id)
         self.name = name
         folder = self.store.folder if self.store is not None else None
@@ -168,7 +189,7 @@ class Learner:
     # -- state ---------------------------------------------------------------------
     def _restore(self) -> None:
         """The labeled pool and the progress of the run, as the store holds them."""
-        state = None
+        state: dict[str, Any] | None = None
         if self.store is not None:
             labels = self.store.labels(self.run_id)
             cycles = self.store.finished_cycles(self.run_id)
@@ -237,7 +258,8 @@ class Learner:
             model = models.build(s.model or "", self.task.output_size(self.data), self.data.input_shape)
         model = model.to(self.device)
         # converts the 4-d (conv) weights only: nothing changes for a model without convolutions
-        model.to(memory_format=performance.memory_format(s.channels_last, self.device, self.data.is_image))
+        fmt = performance.memory_format(s.channels_last, self.device, self.data.is_image)
+        model.to(memory_format=fmt)  # type: ignore[call-overload]  # the stubs lack this documented overload
         objective = self.strategy.make_objective(self.run.objective_options)
         tap_names = tuple(s.taps) if s.taps else tuple(getattr(model, "taps", ()))
         if objective.needs_taps and not tap_names:
@@ -253,9 +275,10 @@ class Learner:
         """The trained model of ``cycle`` (from its checkpoint after a restart)."""
         if self.model is None or self.objective is None or self._model_cycle != cycle:
             self._fresh(cycle if self.settings.reinit else 0)
-            assert self.model is not None and self.objective is not None
-            distributed.on_main(lambda: self.checkpoints.load(cycle, self.model, self.objective, self.device))
-            distributed.broadcast_modules([self.model, *self.objective.modules().values()])
+            model, objective = self.model, self.objective
+            assert model is not None and objective is not None
+            distributed.on_main(lambda: self.checkpoints.load(cycle, model, objective, self.device))
+            distributed.broadcast_modules([model, *objective.modules().values()])
             self._model_cycle = cycle
         assert self.model is not None and self.objective is not None
         return self.model, self.objective
@@ -452,7 +475,8 @@ def _factory(model: nn.Module | Callable[[], nn.Module]) -> Callable[[], nn.Modu
         return lambda: copy.deepcopy(template)
     if callable(model):
         return model
-    raise ConfigError(f"model must be an nn.Module, a function returning one, or a model name; got {type(model).__name__}")
+    raise ConfigError("model must be an nn.Module, a function returning one, or a model name; "
+                      f"got {type(model).__name__}")
 
 
 def _with_acquisition(strategy: Strategy, acquisition: Any) -> tuple[Strategy, Acquisition | None]:

@@ -7,7 +7,8 @@ pending in the store, for another process to label and continue.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 

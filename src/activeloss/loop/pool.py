@@ -86,7 +86,8 @@ class Pool:
             if allowed.shape != (self.size,):
                 raise PoolError(f"the mask of allowed items has shape {tuple(allowed.shape)}, not ({self.size},)")
             if int(allowed.sum()) < count:
-                raise PoolError(f"the initial labeled set ({count}) is larger than the allowed items ({int(allowed.sum())})")
+                raise PoolError(f"the initial labeled set ({count}) is larger than the allowed items "
+                                f"({int(allowed.sum())})")
             order = order[allowed[order]]
         return order[:count].sort().values
 

@@ -7,8 +7,8 @@ registry line here.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 
@@ -45,7 +45,8 @@ def _images(cls: Callable[..., nn.Module]) -> Callable[[int, tuple[int, ...]], n
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
-MODELS.register("resnet18", ModelEntry(_images(ResNet18)), "CIFAR ResNet-18 (3x3 stem, no max-pool), taps layer1..layer4")
+MODELS.register("resnet18", ModelEntry(_images(ResNet18)),
+                "CIFAR ResNet-18 (3x3 stem, no max-pool), taps layer1..layer4")
 MODELS.register("vgg16", ModelEntry(_images(VGG16), min_side=32),
                 "VGG16 with batch norm (configuration D), taps block1..block5; images of at least 32x32")
 MODELS.register("cnn", ModelEntry(_images(SmallCNN)), "small CNN for small grey images (digits, MNIST), taps block1, "

@@ -7,7 +7,7 @@ so core-set and BADGE work on any network ending with a linear layer.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

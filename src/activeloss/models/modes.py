@@ -1,8 +1,8 @@
 """Switch a model to eval mode for a moment, restoring every module's own flag afterwards."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 from torch import nn
 

@@ -31,6 +31,10 @@ class ResNet18(nn.Module):
     """ResNet-18 for small images; taps are the four stage outputs ``layer1..layer4``."""
 
     taps = ("layer1", "layer2", "layer3", "layer4")
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
@@ -47,7 +51,8 @@ class ResNet18(nn.Module):
         """Pooled penultimate features (512-d)."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        return out.mean(dim=(2, 3))  # global average pooling (deterministic on CUDA, unlike adaptive_avg_pool2d's backward)
+        # global average pooling (deterministic on CUDA, unlike adaptive_avg_pool2d's backward)
+        return out.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -6,8 +6,8 @@ outputs feed the loss-prediction module.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

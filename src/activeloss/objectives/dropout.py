@@ -77,7 +77,7 @@ def dropout_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, DROPOUT_TYPES)]
 
 
-def inserted_dropout(model: nn.Module) -> nn.Module | None:
+def inserted_dropout(model: nn.Module) -> nn.modules.dropout._DropoutNd | None:
     """The dropout the ``mc-dropout`` objective put before the classifier, when it is the
     model's only dropout (so MC passes only need the classifier: the BALD fast path)."""
     clf = getattr(model, "classifier", None)

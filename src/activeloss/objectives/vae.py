@@ -51,8 +51,9 @@ Choices [choice], each a setting or documented here:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -291,7 +292,7 @@ class VAALObjective(Objective):
         opt_vae = torch.optim.Adam(self.vae_parameters(), lr=lr)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
         self.train()
-        latent = self.discriminator.net[0].in_features
+        latent = int(self.options.vae_latent)
         with eval_mode(model):  # the task model only supplies SRAAL's softmax, in eval mode
             try:
                 for _ in range(iterations):
@@ -334,7 +335,7 @@ class VAALObjective(Objective):
     @torch.no_grad()
     def discriminator_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logit of D(mu(x)) per item (higher = looks labeled); modules as they are (eval at query)."""
-        mu, _ = self.vae.encode(x)
+        mu, _ = self.vae.encode(x)  # type: ignore[operator]  # the VAE classes define encode
         return self.discriminator(mu).float()
 
 
@@ -348,6 +349,7 @@ class SRAALObjective(VAALObjective):
         return nn.Linear(latent, num_classes)
 
     def supervised_loss(self, mu_labeled: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        assert self.head is not None
         return F.cross_entropy(self.head(mu_labeled), y)
 
     def unlabeled_targets(self, model: nn.Module, x_unlabeled: torch.Tensor) -> torch.Tensor:

@@ -28,14 +28,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.modes import eval_mode
 from ..device.performance import full_precision
+from ..models.modes import eval_mode
 
 NORMS = ("tensor_sum", "global")
 METHODS = ("auto", "hooks", "func", "loop")
@@ -93,7 +94,8 @@ def gradient_norm_scores(
         return _run(work, inputs, norm, batch_size, method, device).to(inputs.device)
 
 
-def _run(model: nn.Module, inputs: torch.Tensor, norm: str, batch_size: int, method: str, device: torch.device) -> torch.Tensor:
+def _run(model: nn.Module, inputs: torch.Tensor, norm: str, batch_size: int, method: str,
+         device: torch.device) -> torch.Tensor:
     """Dispatch chunks of ``batch_size`` to the chosen path, falling back in ``auto`` mode."""
     out = []
     plan: list[_Layer] | None = None
@@ -390,7 +392,7 @@ def _linear_sq(a: torch.Tensor | None, g: torch.Tensor, need_w: bool, need_b: bo
 
 
 def _conv_sq(
-    m: nn.Module, padding: tuple[int, ...], a: torch.Tensor | None, g: torch.Tensor, need_w: bool, need_b: bool
+    m: Any, padding: tuple[int, ...], a: torch.Tensor | None, g: torch.Tensor, need_w: bool, need_b: bool
 ) -> Iterator[torch.Tensor]:
     """Conv: per-sample weight gradient W_i = G_i U_i^T, with U_i = unfold(a_i) (K x L) and
     G_i the output gradient (Cout x L); the bias gradient is G_i summed over positions.
@@ -422,7 +424,8 @@ def _conv_sq(
     padded = (a.shape[2] + 2 * padding[0]) * (a.shape[3] + 2 * padding[1])
     k = cin * kernel[0] * kernel[1]
     if padded * padded * cin + length * length * cout < cout * length * k:
-        step = max(1, _MAX_TEMP_ELEMS // (2 * padded * padded + 2 * length * length))  # gram, its column sums, uu, G^T G
+        # gram, its column sums, uu, G^T G
+        step = max(1, _MAX_TEMP_ELEMS // (2 * padded * padded + 2 * length * length))
         fn = _conv_ghost_sq
     elif cin < 16:  # few input channels: a grouped conv has too little work per group (and
         # stalls under CPU contention); the unfolded input is small, use a batched GEMM
@@ -441,7 +444,7 @@ def _conv_direct_sq(
     """Per-sample weight gradients of a chunk: a grouped weight-gradient conv, one group per sample."""
     b, cin, h, w = a.shape
     cout = g.shape[1]
-    gw = torch.nn.grad.conv2d_weight(
+    gw = torch.nn.grad.conv2d_weight(  # type: ignore[attr-defined]  # torch.nn.grad is not in the stubs
         a.reshape(1, b * cin, h, w),
         (b * cout, cin, *kernel),
         g.reshape(1, b * cout, *g.shape[2:]),
@@ -495,7 +498,7 @@ def _conv_ghost_sq(
 
 
 def _norm_layer_sq(
-    kind: str, m: nn.Module, a: torch.Tensor | None, g: torch.Tensor, need_w: bool, need_b: bool
+    kind: str, m: Any, a: torch.Tensor | None, g: torch.Tensor, need_w: bool, need_b: bool
 ) -> Iterator[torch.Tensor]:
     """Normalisation layers: y = xhat * w + b, so grad w_i = sum g_i * xhat_i, grad b_i = sum g_i,
     summed over every position that shares the affine parameter."""

@@ -35,13 +35,14 @@ def _min_sq_dist_to_set(
     lab_sq = labeled.pow(2).sum(dim=1)
     out = torch.empty(n, dtype=cand.dtype, device=cand.device)
     for i in range(0, n, chunk_size):
-        best = None
+        best: torch.Tensor | None = None
         for j in range(0, labeled.shape[0], chunk_size):
             block = torch.addmm(
                 lab_sq[None, j : j + chunk_size], cand[i : i + chunk_size], labeled[j : j + chunk_size].T, alpha=-2.0
             )
             m = block.amin(dim=1)
             best = m if best is None else torch.minimum(best, m)
+        assert best is not None  # labeled is never empty here
         out[i : i + chunk_size] = best
     return out.add_(cand_sq).clamp_min_(0.0)
 
@@ -176,6 +177,7 @@ def kmeans_pp_factored(a: torch.Tensor, h: torch.Tensor, k: int, gen: torch.Gene
     idx = int(torch.argmax(sq))
     for step in range(k):
         if step > 0:
+            assert dist is not None
             weights = dist.masked_fill(picked, 0.0)
             total = float(weights.sum())
             if not (total > 0 and math.isfinite(total)):

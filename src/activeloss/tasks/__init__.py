@@ -4,7 +4,7 @@ Adding a task is one file with a :class:`Task` subclass plus one registry line h
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..registry import Registry
 from .base import CLASSES, PROBABILITIES, VALUES, Metric, Task, check_offers

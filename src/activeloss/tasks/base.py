@@ -10,8 +10,9 @@ prediction.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -118,7 +119,8 @@ class Task:
         return {"name": self.name, "metrics": [m.as_dict() for m in self.metrics]}
 
 
-def check_offers(task: type[Task] | Task, needs: frozenset[str], who: str, alternatives: Callable[[], list[str]]) -> None:
+def check_offers(task: type[Task] | Task, needs: frozenset[str], who: str,
+                 alternatives: Callable[[], list[str]]) -> None:
     """One clear line when ``who`` needs something the task's outputs do not offer."""
     missing = sorted(needs - task.offers)
     if missing:

@@ -1,7 +1,8 @@
 """Classification: cross-entropy per sample, accuracy, softmax probabilities."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,8 @@ class ClassificationTask(Task):
     """Targets are class indices 0..C-1 (int64); the model outputs C logits."""
 
     name = "classification"
-    metrics = (Metric("accuracy", higher_is_better=True, percent=True, description="share of test items classified right"),)
+    metrics = (Metric("accuracy", higher_is_better=True, percent=True,
+                      description="share of test items classified right"),)
     offers = frozenset({PROBABILITIES, CLASSES})
 
     def validate_targets(self, data: Dataset) -> None:

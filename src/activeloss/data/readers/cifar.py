@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..dataset import Dataset
-from . import READERS, Reader, ReadOptions
+from .base import READERS, Reader, ReadOptions
 from .common import make_dataset, need_dir
 
 DESCRIPTIONS = {

@@ -10,12 +10,12 @@ import torch
 
 from ...errors import ConfigError, DataError
 from ..dataset import Dataset
-from . import ReadOptions
+from .base import ReadOptions
 
 #: protocol of the small regression sets (diabetes, the UCI benchmarks) when the run leaves it unset;
 #: placeholders to be tuned, shared so the formats cannot drift apart
 REGRESSION_DEFAULTS: dict[str, Any] = {
-    "cycles": 8, "initial": 20, "budget": 20, "subset": 0, "epochs": 100, "batch_size": 16, "lr": 0.01,
+    "cycles": 8, "initial": 20, "budget": 20, "subset": 0, "epochs": 200, "batch_size": 16, "lr": 0.01,
 }
 
 #: the tasks a table (csv, npz) can be read for

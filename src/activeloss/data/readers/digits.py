@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..dataset import Dataset
-from . import READERS, Reader, ReadOptions
+from .base import READERS, Reader, ReadOptions
 from .common import make_dataset, stratified_split, stratified_split_text
 
 DESCRIPTION = "scikit-learn's bundled 8x8 digits, 1,797 images, 10 classes (no path)"

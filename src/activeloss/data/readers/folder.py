@@ -9,7 +9,7 @@ import numpy as np
 from ...errors import DataError
 from ..dataset import Dataset
 from ..images import is_image_file, load_images
-from . import READERS, Reader, ReadOptions
+from .base import READERS, Reader, ReadOptions
 from .common import make_dataset, need_dir, stratified_split, stratified_split_text
 
 DESCRIPTION = "folder:DIR of class sub-folders of images, or DIR/train and DIR/test of them"

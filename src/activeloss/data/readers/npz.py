@@ -9,7 +9,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..dataset import Dataset
-from . import READERS, Reader, ReadOptions
+from .base import READERS, Reader, ReadOptions
 from .common import (
     encode_labels,
     make_dataset,

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..dataset import Dataset
-from . import READERS, Reader, ReadOptions
+from .base import READERS, Reader, ReadOptions
 from .common import REGRESSION_DEFAULTS, make_dataset, need_dir, not_whole
 
 DESCRIPTION = "uci:DIR, a UCI regression benchmark folder (e.g. UCI_Datasets/concrete) with data/ and its fixed splits"

@@ -1,0 +1,77 @@
+"""The reader registry and the shared spec parsing (each format lives in its own module)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import ConfigError, DataError
+from ...registry import Registry
+from ..dataset import Dataset
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a reader may need beyond the path (most use only some of it)."""
+
+    seed: int = 0  # seeds the train/test split of sources without one
+    test_fraction: float = 0.2  # test share of sources without their own split
+    split: int = 0  # which of a benchmark's fixed train/test splits (UCI: 0..19)
+    target: str | None = None  # the target column of a table (csv); None: the reader's default
+    task: str | None = None  # classification or regression; None: the reader decides
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A dataset format: how to read it and what a run on it gets by default."""
+
+    read: Callable[[str, Path | None, ReadOptions], Dataset]
+    description: str
+    needs_path: bool = True
+    #: training augmentation when the run names none (natural images: flip,crop)
+    augment: str = "none"
+    #: protocol settings for this dataset when the run leaves them unset (the embedded sets'
+    #: small protocols, so their demos take minutes)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+READERS: Registry[Reader] = Registry("dataset kind")
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"KIND:PATH"`` -> (kind in lower case, path); ``"digits"`` -> ("digits", "")."""
+    kind, _, path = spec.strip().partition(":")
+    return kind.strip().lower(), path.strip()
+
+
+def reader_of(spec: str) -> Reader:
+    kind, _ = parse_spec(spec)
+    if kind not in READERS:
+        raise DataError(f"unknown dataset kind '{kind}' in '{spec}'; choose one of {', '.join(READERS)}")
+    return READERS.get(kind)
+
+
+def load_dataset(spec: str, seed: int = 0, test_fraction: float = 0.2, *, split: int = 0,
+                 target: str | None = None, task: str | None = None) -> Dataset:
+    """Read the dataset named by ``spec`` (``digits`` or ``KIND:PATH``); see :class:`ReadOptions`."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"the test fraction must lie strictly between 0 and 1, got {test_fraction}")
+    kind, path = parse_spec(spec)
+    reader = reader_of(spec)
+    options = ReadOptions(seed, test_fraction, split, target, task)
+    if not reader.needs_path:
+        if path:
+            raise DataError(f"the {kind} dataset is bundled with scikit-learn and takes no path: use '{kind}'")
+        return reader.read(kind, None, options)
+    if not path:
+        raise DataError(f"a dataset spec needs a path: {kind}:PATH")
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DataError(f"{kind}: {root} does not exist")
+    try:
+        return reader.read(kind, root, options)
+    except OSError as e:  # e.g. a permission denied while listing or reading: still the user's to fix
+        raise DataError(f"{kind}: cannot read {e.filename or root} ({e.strerror or e})") from None
+
+
