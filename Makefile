@@ -27,7 +27,10 @@ run: install
 		$(BIN)/activeloss run --out $(OUT) --parallel-trials 2; \
 	fi
 
+# Lint and type-check the package first (seconds), then the whole suite (slow tests included).
 test: install
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: install

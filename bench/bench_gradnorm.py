@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -99,8 +99,10 @@ def main() -> None:
     best = best_of(
         {
             "fwd_bwd": synced(lambda: fwd_bwd(model, x, y, args.batch_size), device),
-            "gradnorm": synced(lambda: scores.append(gradient_norm_scores(model, x, args.norm, args.batch_size)), device),
-            "loop": synced(lambda: loop_scores.append(gradient_norm_scores(model, x[:m], norm=args.norm, method="loop")), device),
+            "gradnorm": synced(lambda: scores.append(gradient_norm_scores(model, x, args.norm, args.batch_size)),
+                               device),
+            "loop": synced(lambda: loop_scores.append(gradient_norm_scores(model, x[:m], norm=args.norm,
+                                                                           method="loop")), device),
         },
         args.repeats,
     )
@@ -110,7 +112,8 @@ def main() -> None:
     rel = ((scores[-1][:m] - loop_scores[-1]).abs() / loop_scores[-1].abs().clamp_min(1e-30)).max().item()
     print(f"(a) batched fwd+bwd      : {t_fb:8.3f} s  {args.n / t_fb:9.1f} samples/s")
     print(f"(b) gradient_norm_scores : {t_gn:8.3f} s  {args.n / t_gn:9.1f} samples/s")
-    print(f"(c) per-sample loop      : {t_loop_n:8.3f} s  {m / t_loop:9.1f} samples/s  (measured on {m}, extrapolated to {args.n})")
+    print(f"(c) per-sample loop      : {t_loop_n:8.3f} s  {m / t_loop:9.1f} samples/s  "
+          f"(measured on {m}, extrapolated to {args.n})")
     print(f"ratio gradnorm / fwd+bwd : {t_gn / t_fb:6.2f}")
     print(f"ratio loop / gradnorm    : {t_loop_n / t_gn:6.2f}")
     print(f"max relative difference vs loop on {m} samples: {rel:.2e}")

@@ -1,7 +1,7 @@
-"""Benchmark of activeloss.selection.k_center_greedy against the public Core-set code.
+"""Benchmark of activeloss.scoring.k_center_greedy against the public Core-set code.
 
 On random Gaussian features (--n candidates, --m labeled, --dim), times:
-  (a) activeloss.selection.k_center_greedy for --k picks (best of --repeats runs);
+  (a) activeloss.scoring.k_center_greedy for --k picks (best of --repeats runs);
   (b) the common public implementation (numpy, float32): build the full (N+M) x (N+M)
       pool distance matrix, then at every pick copy the unlabeled-rows x labeled-columns
       sub-matrix out of it with boolean masks and take its row minimum.  That version
@@ -28,10 +28,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--dim", type=int, default=512, help="feature dimension")
     ap.add_argument("--k", type=int, default=1000, help="number of picks")
     ap.add_argument("--naive-k", type=int, default=20, help="picks run by the public version (extrapolated to --k)")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch and numpy (default: library default)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for torch and numpy (default: library default)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of k_center_greedy (best is reported)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu", help="where k_center_greedy runs: cpu or cuda (the public version is numpy)")
+    ap.add_argument("--device", default="cpu",
+                    help="where k_center_greedy runs: cpu or cuda (the public version is numpy)")
     return ap.parse_args()
 
 
@@ -48,7 +50,7 @@ try:
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from activeloss.selection import k_center_greedy  # noqa: E402
+from activeloss.scoring import k_center_greedy  # noqa: E402
 
 
 def public_kcenter(cand: np.ndarray, lab: np.ndarray, k: int) -> tuple[list[int], float, float]:
@@ -94,7 +96,8 @@ def main() -> None:
     lab = torch.randn(a.m, a.dim, generator=g)
     print(
         f"k-center greedy: N={a.n} candidates, M={a.m} labeled, dim={a.dim}, k={a.k}, float32, "
-        f"torch threads={torch.get_num_threads()}, device={torch.cuda.get_device_name() if a.device.startswith('cuda') else 'cpu'}"
+        f"torch threads={torch.get_num_threads()}, "
+        f"device={torch.cuda.get_device_name() if a.device.startswith('cuda') else 'cpu'}"
     )
 
     device = torch.device(a.device)

@@ -25,9 +25,9 @@ try:
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from activeloss import experiment  # noqa: E402
-from activeloss.config import Settings  # noqa: E402
-from activeloss.store import Store  # noqa: E402
+from activeloss import Settings, Store, run  # noqa: E402
+from activeloss.loop import learner as learner_module  # noqa: E402
+from activeloss.loop.plan import choose_device  # noqa: E402
 
 
 def synthetic_npz(path: Path, n: int, n_test: int, classes: int, seed: int) -> None:
@@ -60,10 +60,10 @@ def main() -> None:
     args = ap.parse_args()
 
     evaluation_seconds: list[float] = []
-    real_evaluate = experiment.evaluate
+    real_evaluate = learner_module.evaluate
 
     def timed_evaluate(*a, **kw):
-        device = experiment.choose_device(args.device)
+        device = choose_device(args.device)
         t0 = time.perf_counter()
         result = real_evaluate(*a, **kw)
         if device.type == "cuda":
@@ -71,7 +71,7 @@ def main() -> None:
         evaluation_seconds.append(time.perf_counter() - t0)
         return result
 
-    experiment.evaluate = timed_evaluate  # the loop times train and query itself; this adds the test phase
+    learner_module.evaluate = timed_evaluate  # the learner times train and query itself; this adds the test phase
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "synthetic.npz"
         synthetic_npz(npz, args.n, args.test, 10, seed=0)
@@ -83,7 +83,8 @@ def main() -> None:
             channels_last=args.channels_last, compile=args.compile, deterministic=args.deterministic,
         )
         t0 = time.perf_counter()
-        store = experiment.run(settings, progress=False)
+        store = run(settings, progress=False)
+        assert store is not None
         total = time.perf_counter() - t0
         rows = store.results()
         device = Store.in_folder(settings.out).get_meta("device")
@@ -96,8 +97,8 @@ def main() -> None:
           f"trials={args.trials} parallel={args.parallel_trials}")
     # the test phase is timed in this process only: with --parallel-trials the workers' is not seen
     tests = evaluation_seconds if len(evaluation_seconds) == len(rows) else [float("nan")] * len(rows)
-    print(f"{'trial':>5} {'cycle':>5} {'labeled':>8} {'train s':>9} {'train img/s':>12} {'test s':>8} {'test img/s':>11} "
-          f"{'query s':>8} {'query img/s':>12}")
+    print(f"{'trial':>5} {'cycle':>5} {'labeled':>8} {'train s':>9} {'train img/s':>12} {'test s':>8} "
+          f"{'test img/s':>11} {'query s':>8} {'query img/s':>12}")
     for row, test_s in zip(rows, tests):
         seen = row["labeled"] * args.epochs
         candidates = min(args.subset or args.n, args.n - row["labeled"])

@@ -22,12 +22,12 @@ try:
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from activeloss import performance  # noqa: E402
-from activeloss.data import Dataset  # noqa: E402
-from activeloss.inputs import Inputs  # noqa: E402
+from activeloss.data import Dataset, Inputs  # noqa: E402
+from activeloss.device import performance  # noqa: E402
 from activeloss.models import build  # noqa: E402
 from activeloss.objectives import Objective  # noqa: E402
-from activeloss.training import TrainConfig, evaluate, train  # noqa: E402
+from activeloss.tasks import make_task  # noqa: E402
+from activeloss.trainer import TrainConfig, evaluate, train  # noqa: E402
 
 
 def synthetic(n: int, n_test: int) -> Dataset:
@@ -48,7 +48,8 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def measure(data: Dataset, args, device: torch.device, fmt: torch.memory_format, compiled: bool) -> tuple[float, float]:
+def measure(data: Dataset, args, device: torch.device, fmt: torch.memory_format,
+            compiled: bool) -> tuple[float, float]:
     torch.manual_seed(0)
     model = build(args.model, 10, (3, 32, 32)).to(device)
     model.to(memory_format=fmt)
@@ -57,13 +58,19 @@ def measure(data: Dataset, args, device: torch.device, fmt: torch.memory_format,
     cfg = TrainConfig(1, args.batch_size, 0.1, 0.9, 5e-4, [1], 0.1)
     idx = torch.arange(data.x_train.shape[0])
     gen = torch.Generator().manual_seed(0)
+    task = make_task("classification")
     warm = idx[: args.batch_size * 3]
-    train(model, Objective(), inputs, warm, data.y_train[warm], cfg, None, gen, forward=forward)  # warm-up / compile
-    evaluate(model, Objective(), inputs, args.eval_batch_size, None, forward)
-    train_s = min(timed(lambda: train(model, Objective(), inputs, idx, data.y_train, cfg, None, gen, forward=forward), device)
-                  for _ in range(args.repeats))
-    eval_s = min(timed(lambda: evaluate(model, Objective(), inputs, args.eval_batch_size, None, forward), device)
-                 for _ in range(args.repeats))
+    train(model, Objective(), task, inputs, warm, data.y_train[warm], cfg, None, gen, forward=forward)  # warm-up
+    evaluate(model, Objective(), task, inputs, args.eval_batch_size, None, forward)
+
+    def one_epoch() -> None:
+        train(model, Objective(), task, inputs, idx, data.y_train, cfg, None, gen, forward=forward)
+
+    def one_evaluation() -> None:
+        evaluate(model, Objective(), task, inputs, args.eval_batch_size, None, forward)
+
+    train_s = min(timed(one_epoch, device) for _ in range(args.repeats))
+    eval_s = min(timed(one_evaluation, device) for _ in range(args.repeats))
     return idx.numel() / train_s, data.x_test.shape[0] / eval_s
 
 
@@ -84,12 +91,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     performance.configure(device, deterministic=False)
     data = synthetic(args.n, args.eval_n)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)")
     print(f"{args.model} on {name}: train batch {args.batch_size} over {args.n} images, "
           f"inference batch {args.eval_batch_size} over {args.eval_n}; autocast bf16: {device.type == 'cuda'}")
     variants = [("contiguous", torch.contiguous_format, False), ("channels_last", torch.channels_last, False)]
     if args.compile:
-        variants += [("contiguous + compile", torch.contiguous_format, True), ("channels_last + compile", torch.channels_last, True)]
+        variants += [("contiguous + compile", torch.contiguous_format, True),
+                     ("channels_last + compile", torch.channels_last, True)]
     base = None
     print(f"{'variant':<26} {'train img/s':>12} {'x':>6} {'inference img/s':>16} {'x':>6}")
     for label, fmt, compiled in variants:

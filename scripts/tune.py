@@ -1,8 +1,9 @@
 """Choose training settings on a validation split of the TRAINING data, never on the test set.
 
 For each combination of the grid, a model is trained (by default the `random` strategy's
-training: the task loss alone; ``--strategy`` tunes another's, e.g. its objective's options) on ``--labels`` random training items and scored on a held-out validation part of
-the training set, over ``--seeds`` draws; the table gives mean +- std of the task's metric and
+training: the task loss alone; ``--strategy`` tunes another's, e.g. its objective's options)
+on ``--labels`` random training items and scored on a held-out validation part of the
+training set, over ``--seeds`` draws; the table gives mean +- std of the task's metric and
 marks the best.  The test split of the dataset is never read.
 
     python scripts/tune.py --dataset uci:../shared/data/uci/UCI_Datasets/concrete \\

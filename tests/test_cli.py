@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import sqlite3
@@ -21,6 +22,12 @@ TINY = ["--trials", "2", "--cycles", "3", "--initial", "20", "--budget", "10", "
 
 def _run(args, capsys=None) -> int:
     return main(["run", *args])
+
+
+def _env() -> dict[str, str]:
+    """The environment of a subprocess that imports this checkout's activeloss."""
+    src = str(Path(__file__).parents[1] / "src")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
 
 
 def _rows(folder: Path, drop_times: bool = True) -> list[dict]:
@@ -61,13 +68,22 @@ def test_output_folder_holds_store_results_and_plot(reference):
         assert sorted({(c, s) for _, c, s in labels}) == [(0, "initial"), (1, "simulated"), (2, "simulated")]
         assert db.execute("SELECT COUNT(*) FROM queries WHERE run_id = ?", (run_id,)).fetchone()[0] == 20
     # both strategies of a trial start from the same initial set
-    initial = db.execute("SELECT run_id, group_concat(item) FROM labels WHERE cycle = 0 GROUP BY run_id ORDER BY run_id").fetchall()
+    initial = db.execute("SELECT run_id, group_concat(item) FROM labels WHERE cycle = 0 "
+                         "GROUP BY run_id ORDER BY run_id").fetchall()
     by_run = dict(initial)
     runs = db.execute("SELECT id, strategy, trial FROM runs").fetchall()
     for trial in (0, 1):
         sets = {by_run[i] for i, _, t in runs if t == trial}
         assert len(sets) == 1
     assert not list((out / "checkpoints").glob("*.pt"))  # finished runs leave no checkpoints
+    assert {status for status, in db.execute("SELECT status FROM runs")} == {"done"}
+    # class labels are stored as numbers; the store says its schema and its task
+    types = db.execute("SELECT DISTINCT typeof(label), typeof(true_label) FROM labels").fetchall()
+    assert types == [("integer", "integer")]
+    meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+    assert meta["schema_version"] == 2 and meta["task"]["name"] == "classification"
+    assert db.execute("SELECT COUNT(*) FROM queries q WHERE NOT EXISTS (SELECT 1 FROM labels l "
+                      "WHERE l.run_id = q.run_id AND l.item = q.item)").fetchone()[0] == 0  # nothing left pending
 
 
 def test_same_seed_same_results(reference, tmp_path):
@@ -117,7 +133,7 @@ def test_kill_9_and_resume_gives_the_uninterrupted_results(reference, tmp_path, 
     npz, out, args = reference
     target = tmp_path / "killed"
     cmd = [sys.executable, "-m", "activeloss", "run", *args[:-1], str(target), *parallel]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
+    env = _env()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     try:
@@ -189,7 +205,8 @@ def _corrupt_folder(tmp_path: Path) -> str:
         (lambda t: ["--dataset", "digits", "--momentum", "1"], "--momentum must be below 1, not 1"),
         (lambda t: ["--dataset", "digits", "--strategies", "dnal", "--target-update", "x"],
          "--target-update must be one of epoch, ema, not 'x'"),
-        (lambda t: ["--dataset", "digits", "--strategies", "bald", "--mc-passes", "0"], "--mc-passes must be at least 1"),
+        (lambda t: ["--dataset", "digits", "--strategies", "bald", "--mc-passes", "0"],
+         "--mc-passes must be at least 1, not 0"),
         (lambda t: ["--dataset", "digits", "--initial", "x%"], "--initial expects a number or a percentage"),
         (lambda t: ["--dataset", "digits", "--compile", "yes"], "unrecognized arguments"),
         (lambda t: ["--dataset", "digits", "--epoch", "5"], "unrecognized arguments: --epoch 5"),  # no abbreviations
@@ -216,7 +233,7 @@ def test_version_is_printed(capsys):
 
 
 def test_bad_input_from_the_installed_command_exits_2_without_traceback(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
+    env = _env()
     proc = subprocess.run([sys.executable, "-m", "activeloss", "run", "--dataset", f"csv:{tmp_path / 'x.csv'}"],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 2
@@ -272,7 +289,8 @@ def test_every_registered_strategy_runs_from_the_cli(tmp_path, capsys):
     if others:
         out = tmp_path / "regression"
         args = ["--dataset", "diabetes", "--strategies", ",".join(others), "--trials", "1", "--cycles", "2",
-                "--initial", "30", "--budget", "10", "--epochs", "1", "--batch-size", "16", "--out", str(out), "--quiet"]
+                "--initial", "30", "--budget", "10", "--epochs", "1", "--batch-size", "16", "--out", str(out),
+                "--quiet"]
         assert _run(args) == 0
         rows = _rows(out)
         assert sorted({r["strategy"] for r in rows}) == others and len(rows) == 2 * len(others)
@@ -285,7 +303,8 @@ def test_a_diverged_loss_module_is_recorded_not_a_crash(tmp_path, monkeypatch):
 
     from activeloss.objectives import LossPredictionObjective
 
-    monkeypatch.setattr(LossPredictionObjective, "predict_loss", lambda self, taps: torch.full((taps[0].shape[0],), float("nan")))
+    monkeypatch.setattr(LossPredictionObjective, "predict_loss",
+                        lambda self, taps: torch.full((taps[0].shape[0],), float("nan")))
     out = tmp_path / "nan"
     assert _run(["--dataset", "digits", "--strategies", "llal", "--trials", "1", "--cycles", "2", "--initial", "30",
                  "--budget", "10", "--epochs", "1", "--out", str(out), "--quiet"]) == 0

@@ -19,7 +19,8 @@ def test_resolution_order_explicit_then_strategy_then_dataset_then_protocol():
     assert s.initial == 40  # digits default
     assert s.milestones == [6]  # 80% of the epochs
     p = _resolve(Settings(dataset="mnist:/x"))
-    assert (p.initial, p.budget, p.cycles, p.subset, p.epochs, p.batch_size, p.lr) == (1000, 1000, 10, 10000, 200, 128, 0.1)
+    assert (p.initial, p.budget, p.cycles, p.subset, p.epochs, p.batch_size, p.lr) == \
+        (1000, 1000, 10, 10000, 200, 128, 0.1)
     assert p.milestones == [160] and p.augment == "none"
     assert _resolve(Settings(dataset="cifar10:/x")).augment == "flip,crop"
     # given milestones (epochs or percentages of the epochs) are kept or turned into epochs
@@ -92,3 +93,16 @@ def test_validate_rejects_budgets_larger_than_the_pool():
         validate(_resolve(Settings(momentum=1.0)), pool_size=10_000)
     with pytest.raises(ConfigError, match="smaller than --budget"):
         validate(_resolve(Settings(dataset="digits", subset=5, budget=10)), pool_size=1000)
+
+
+def test_settings_hold_the_runs_own_fields_and_the_component_options_by_flat_name():
+    s = Settings.from_dict({"epochs": "5", "loss-weight": "0.5", "mc_passes": 4})
+    assert s.epochs == 5 and s.options == {"loss_weight": 0.5, "mc_passes": 4}
+    assert s.get("epochs") == 5 and s.get("loss_weight") == 0.5 and s.get("margin") is None
+    flat = s.to_dict()
+    assert flat["epochs"] == 5 and flat["loss_weight"] == 0.5 and "options" not in flat
+    assert Settings.from_dict({k: v for k, v in flat.items() if v is not None}) == s
+    m = s.merged({"lr": 0.2, "margin": 2.0})
+    assert (m.lr, m.options) == (0.2, {"loss_weight": 0.5, "mc_passes": 4, "margin": 2.0}) and s.lr is None
+    with pytest.raises(ConfigError, match="^settings: unknown setting 'loss_wieght'; known settings are "):
+        Settings.from_dict({"loss_wieght": 1})

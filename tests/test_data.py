@@ -15,12 +15,12 @@ from activeloss.data import READERS, Dataset, load_dataset
 from activeloss.data import images as images_mod
 from activeloss.errors import ActiveLossError, DataError
 
-
 # ---------------------------------------------------------------- writers of tiny sources
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int, gz: bool) -> None:
-    data = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape) + array.astype(np.uint8).tobytes()
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
     if gz:
         path = path.with_name(path.name + ".gz")
         path.write_bytes(gzip.compress(data))
@@ -54,9 +54,11 @@ def make_cifar10(root: Path, per_batch: int = 4, test_labels: list[int] | None =
     data = rng.integers(0, 256, (5 * per_batch, 3072), dtype=np.uint8)
     for i in range(5):
         rows = slice(i * per_batch, (i + 1) * per_batch)
-        dump(root / f"data_batch_{i + 1}", {b"data": data[rows], b"labels": [(j % 10) for j in range(rows.start, rows.stop)]})
+        labels = [(j % 10) for j in range(rows.start, rows.stop)]
+        dump(root / f"data_batch_{i + 1}", {b"data": data[rows], b"labels": labels})
     test_labels = test_labels if test_labels is not None else [0, 1, 2]
-    dump(root / "test_batch", {b"data": rng.integers(0, 256, (len(test_labels), 3072), dtype=np.uint8), b"labels": test_labels})
+    test_data = rng.integers(0, 256, (len(test_labels), 3072), dtype=np.uint8)
+    dump(root / "test_batch", {b"data": test_data, b"labels": test_labels})
     dump(root / "batches.meta", {b"label_names": [f"c{i}".encode() for i in range(10)], b"num_vis": 3072})
     return data
 
@@ -73,7 +75,8 @@ def make_cifar100(root: Path) -> None:
                          b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]})
 
 
-def save_image(path: Path, size: tuple[int, int] = (6, 5), mode: str = "RGB", value: int = 100, fmt: str | None = None) -> None:
+def save_image(path: Path, size: tuple[int, int] = (6, 5), mode: str = "RGB", value: int = 100,
+               fmt: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     colour = (value, 0, 255 - value) if mode == "RGB" else value
     Image.new(mode, size, colour).save(path, format=fmt)

@@ -42,7 +42,8 @@ def runs(tmp_path_factory):
     env.update(OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
     env.pop("WORLD_SIZE", None)
     env.pop("RANK", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), str(two), str(npz)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), str(two),
+           str(npz)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=root)
     saved = [two / f"rank{r}.pt" for r in range(2)]
     assert all(p.is_file() for p in saved), proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -54,7 +55,7 @@ def runs(tmp_path_factory):
 def _close(a, b, what):
     assert a.keys() == b.keys(), what
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{what} {k}: {m}")
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{what} {k}: {m}")
 
 
 @pytest.mark.parametrize("case", ["full_batch", "epochs", "odd_batch"])
@@ -125,7 +126,8 @@ def test_run_under_torchrun_picks_what_one_process_picks(runs, capsys):
                                                                               Path("two/run/results.csv")]
     labels = "SELECT r.strategy, l.item, l.label, l.cycle FROM labels l JOIN runs r ON r.id = l.run_id ORDER BY 1, 2"
     assert _table(two / "store.sqlite", labels) == _table(one / "store.sqlite", labels)
-    queries = "SELECT r.strategy, q.cycle, q.rank, q.item, q.score FROM queries q JOIN runs r ON r.id = q.run_id ORDER BY 1, 2, 3"
+    queries = ("SELECT r.strategy, q.cycle, q.rank, q.item, q.score FROM queries q JOIN runs r ON r.id = q.run_id "
+               "ORDER BY 1, 2, 3")
     got, want = _table(two / "store.sqlite", queries), _table(one / "store.sqlite", queries)
     assert [row[:4] for row in got] == [row[:4] for row in want]
     assert len({row[0] for row in got}) == 3

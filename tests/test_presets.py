@@ -6,18 +6,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_tiny_dataset, write_tiny_npz
 
 from activeloss.cli import main
-from activeloss.config import (CORE_SPECS, Settings, load_toml, preset_values, presets, resolve, resolve_counts,
-                               settings_toml, spec_of, validate)
+from activeloss.config import (
+    CORE_SPECS,
+    Settings,
+    load_toml,
+    preset_values,
+    presets,
+    resolve,
+    resolve_counts,
+    settings_toml,
+    spec_of,
+    validate,
+)
 from activeloss.config.options import coerce
 from activeloss.config.settings import percent_count
 from activeloss.data.readers import reader_of
 from activeloss.errors import ConfigError, DataError
 from activeloss.loop.plan import plan, resolve_run
 from activeloss.strategies import get_strategy
-
-from conftest import make_tiny_dataset, write_tiny_npz
 
 REQUIRED = {"strategies", "trials", "model", "initial", "budget", "cycles", "subset", "epochs", "batch_size", "lr",
             "milestones", "stop_gradient_epoch", "reinit", "lossnet_decay", "augment", "pad"}
@@ -79,8 +88,9 @@ def test_count_presets_follow_methods(name, initial, budget, cycles, subset, fin
 
 def test_training_numbers_of_the_protocols():
     llal = preset_values("llal-cifar10")
-    assert (llal["model"], llal["epochs"], llal["batch_size"], llal["lr"], llal["milestones"], llal["stop_gradient_epoch"],
-            llal["reinit"], llal["trials"]) == ("resnet18", 200, 128, 0.1, [160], 120, False, 5)
+    assert (llal["model"], llal["epochs"], llal["batch_size"], llal["lr"], llal["milestones"],
+            llal["stop_gradient_epoch"], llal["reinit"], llal["trials"]) == \
+        ("resnet18", 200, 128, 0.1, [160], 120, False, 5)
     assert preset_values("ent-gradnorm-cifar10")["trials"] == 3
     for name in presets.names():
         if name.startswith("lplgrad"):
@@ -107,7 +117,8 @@ def test_presets_are_package_data():
 def test_explicit_beats_preset_beats_strategy_defaults():
     s = Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "budget": 500, "model": "vgg16"})
     assert (s.budget, s.model) == (500, "vgg16")  # what the user gives wins
-    assert (s.initial, s.cycles, s.subset, s.trials, s.strategies) == (1000, 10, 10000, 5, ["llal", "entropy", "coreset", "random"])
+    assert (s.initial, s.cycles, s.subset, s.trials, s.strategies) == \
+        (1000, 10, 10000, 5, ["llal", "entropy", "coreset", "random"])
     # the preset is a complete protocol: it beats DNAL's own defaults (reinit, whole pool, lr 0.01, batch 64,
     # and its objective's stop-gradient epoch at 80% of the epochs)
     run = _resolve_run(Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:/x", "strategies": "dnal",
@@ -159,9 +170,9 @@ def test_percentages_parse_on_the_fraction_fields_only():
     assert coerce(spec_of("initial"), "10%") == "10%" and coerce(spec_of("budget"), " 2.50 % ") == "2.5%"
     assert coerce(spec_of("subset"), 300) == 300
     for bad in ("0%", "150%", "x%", "-5%"):
-        with pytest.raises(ConfigError, match="--initial expects a number or a percentage of the training pool") as info:
+        with pytest.raises(ConfigError, match="--initial expects a number or a percentage of the training pool") as e:
             coerce(spec_of("initial"), bad)
-        assert "\n" not in str(info.value)
+        assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="--budget expects int or a percentage"):
         coerce(spec_of("budget"), 0.1)  # a bare fraction is ambiguous: write 10%
     with pytest.raises(ConfigError, match="--epochs expects int"):
@@ -172,7 +183,8 @@ def test_percentages_resolve_to_counts_rounded_down():
     assert percent_count("10%", 50_000) == 5000 and percent_count("5%", 50_000) == 2500
     assert percent_count("10%", 45_000) == 4500 and percent_count("10%", 1437) == 143  # floor of 143.7
     assert percent_count("0.1%", 73_257) == 73
-    s = resolve_counts(_resolve(Settings(dataset="cifar10:/x", initial="10%", budget="5%", subset="20%", cycles=7)), 50_000)
+    given = Settings(dataset="cifar10:/x", initial="10%", budget="5%", subset="20%", cycles=7)
+    s = resolve_counts(_resolve(given), 50_000)
     assert (s.initial, s.budget, s.subset) == (5000, 2500, 10000)
     validate(s, 50_000)  # 5,000 + 6 x 2,500 = 20,000 of 50,000
     with pytest.raises(ConfigError, match="less than one item"):
@@ -200,7 +212,8 @@ def test_plan_resolves_fractions_against_the_dataset(npz_200):
         assert (s.initial, s.budget, s.cycles, s.subset) == (20, 10, 7, 0), run.name
         assert s.initial + (s.cycles - 1) * s.budget == 80
     # budget size is an option: 10% per stage from the same 10% start
-    big = plan(Settings.from_dict({"preset": "dnal-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn", "budget": "10%"}))
+    big = plan(Settings.from_dict({"preset": "dnal-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn",
+                                   "budget": "10%"}))
     assert {(run.settings.initial, run.settings.budget) for run in big.runs} == {(20, 20)}
 
 
@@ -223,7 +236,8 @@ def test_dry_run_prints_the_resolved_settings_as_toml_and_writes_nothing(npz_200
     doc = tomllib.loads(text)
     assert doc["strategies"] == ["llal-mse", "llal"] and doc["preset"] == "llal-mse-cifar10"
     assert (doc["initial"], doc["budget"], doc["cycles"], doc["subset"]) == (20, 15, 10, 50)
-    assert (doc["epochs"], doc["milestones"], doc["stop_gradient_epoch"], doc["batch_size"], doc["lr"]) == (20, [16], 12, 128, 0.1)
+    assert (doc["epochs"], doc["milestones"], doc["stop_gradient_epoch"], doc["batch_size"], doc["lr"]) == \
+        (20, [16], 12, 128, 0.1)
     assert doc["per_strategy"] == {"llal-mse": {"loss_weight": 0.1}, "llal": {"loss_weight": 1.0}}
     expected = plan(Settings.from_dict({"preset": "llal-mse-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn",
                                         "initial": "10%", "budget": 15, "subset": 50, "epochs": 20, "out": str(out)}))
@@ -240,8 +254,9 @@ def test_dry_run_output_is_a_config_file_that_gives_the_same_settings(npz_200, t
     # per strategy, only the options of its objective and acquisition (none for the plain ones)
     assert set(doc["per_strategy"]) == {"dnal", "llal", "bald"}
     assert set(doc["per_strategy"]["bald"]) == {"mc_passes", "dropout"}
-    assert doc["per_strategy"]["dnal"]["stop_gradient_epoch"] == 120 and doc["per_strategy"]["dnal"]["lossnet_lr"] == 0.001
-    assert doc["per_strategy"]["llal"]["lossnet_lr"] == 0.001 and "target_update" not in doc["per_strategy"]["llal"]
+    dnal, llal = doc["per_strategy"]["dnal"], doc["per_strategy"]["llal"]
+    assert dnal["stop_gradient_epoch"] == 120 and dnal["lossnet_lr"] == 0.001 and dnal["target_update"] == "epoch"
+    assert llal["lossnet_lr"] == 0.001 and "target_update" not in llal
     assert not {"loss_weight", "mc_passes", "stop_gradient_epoch"} & set(doc)
     # the top part (the run's own settings) is a config file that gives the same run
     top = first.split("\n[per_strategy.")[0]
@@ -262,9 +277,11 @@ def test_settings_toml_quotes_what_must_be_quoted():
 
 def test_preset_bad_input_is_one_line_and_writes_nothing(npz_200, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", "--preset", "lplgrad-cifar10-low", "--dataset", f"npz:{npz_200}", "--out", str(out), "--quiet"]) == 2
+    args = ["run", "--preset", "lplgrad-cifar10-low", "--dataset", f"npz:{npz_200}", "--out", str(out), "--quiet"]
+    assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--initial 500 is larger than the training pool (200 items)" in err and not out.exists()
+    assert err.count("\n") == 1 and "--initial 500 is larger than the training pool (200 items)" in err
+    assert not out.exists()
     assert main(["run", "--preset", "nope", "--dataset", "digits", "--dry-run"]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
     assert main(["run", "--resume", "--out", str(out), "--dry-run"]) == 2
@@ -289,7 +306,8 @@ def test_a_preset_runs_end_to_end_with_overrides(npz_200, tmp_path, capsys):
     import csv
 
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert [(r["strategy"], r["labeled"]) for r in rows] == [("dnal", "20"), ("dnal", "30"), ("random", "20"), ("random", "30")]
+    assert [(r["strategy"], r["labeled"]) for r in rows] == \
+        [("dnal", "20"), ("dnal", "30"), ("random", "20"), ("random", "30")]
 
 
 # ---------------------------------------------------------------- SVHN reader
@@ -302,7 +320,8 @@ def _write_svhn(root: Path, n_train: int = 12, n_test: int = 5, labels=None) -> 
     rng = np.random.default_rng(0)
     for name, n in (("train_32x32.mat", n_train), ("test_32x32.mat", n_test)):
         y = np.array(labels if labels is not None and name.startswith("train") else np.arange(n) % 10 + 1)
-        savemat(root / name, {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8), "y": y.reshape(-1, 1).astype(np.uint8)})
+        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        savemat(root / name, {"X": x, "y": y.reshape(-1, 1).astype(np.uint8)})
 
 
 def test_svhn_reads_mat_files_and_maps_10_to_digit_0(tmp_path):

@@ -155,8 +155,8 @@ def test_cli_several_folders_without_out_prints_tables_only(folder_a, tmp_path, 
 
 
 def test_end_to_end_run_records_the_figures_data_and_reports_every_output(tmp_path, monkeypatch, capsys):
-    from activeloss import diagnostics
     from activeloss.data import load_dataset
+    from activeloss.tasks import classification
 
     out = tmp_path / "run"
     args = ["run", "--dataset", "digits", "--strategies", "random,llal", "--trials", "2", "--cycles", "2",
@@ -180,12 +180,17 @@ def test_end_to_end_run_records_the_figures_data_and_reports_every_output(tmp_pa
         assert sum(a * n for a, n in zip(per_class, counts)) / sum(counts) == pytest.approx(acc)
         labeled = 30 + 10 * cycle
         assert sum(arrays[(run, cycle, "confidence_labeled")]) == labeled
-        assert sum(arrays[(run, cycle, "confidence_unlabeled")]) == min(diagnostics.UNLABELED_SAMPLE, 1437 - labeled)
-        assert len(arrays[(run, cycle, "confidence_labeled")]) == diagnostics.BINS
+        assert sum(arrays[(run, cycle, "confidence_unlabeled")]) == min(classification.UNLABELED_SAMPLE, 1437 - labeled)
+        assert len(arrays[(run, cycle, "confidence_labeled")]) == classification.CONFIDENCE_BINS
 
     # the extra inference changes nothing: the same run without it gives the same results
-    monkeypatch.setattr(diagnostics, "confidence_histograms", lambda *a, **k: {})
+    def without_inference(self, outputs, targets, num_classes, pool_outputs, labeled, unlabeled, gen):
+        return {"per_class_accuracy": classification.per_class_accuracy(self.predict(outputs), targets, num_classes)}
+
+    monkeypatch.setattr(classification.ClassificationTask, "diagnostics", without_inference)
     assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    plain_arrays = {n for n, in sqlite3.connect(tmp_path / "plain" / "store.sqlite").execute("SELECT name FROM arrays")}
+    assert "per_class_accuracy" in plain_arrays and "confidence_labeled" not in plain_arrays
 
     def strip(path: Path) -> list[dict[str, str]]:
         with open(path) as f:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_dataset
 
 from activeloss.cli import main
 from activeloss.config import Settings
@@ -15,8 +16,6 @@ from activeloss.loop.experiment import Experiment, plan
 from activeloss.loop.oracle import NoisyOracle, SimulatedOracle, simulated_oracle, wrong_labels
 from activeloss.loop.pool import Pool, class_mask, initial_classes
 from activeloss.seeding import generator
-
-from conftest import make_tiny_dataset
 
 #: a CIFAR-100-like map: 12 fine classes in 4 superclasses of 3, plus class 12 alone in superclass 4
 COARSE = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
@@ -107,7 +106,8 @@ def test_initial_classes_are_seeded_and_the_draw_stays_inside_them():
 def npz_5_classes(tmp_path) -> Path:
     data = make_tiny_dataset(n_train=200, n_test=50, classes=5)
     path = tmp_path / "five.npz"
-    np.savez(path, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
+    np.savez(path, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(),
+             y_test=data.y_test.numpy())
     return path
 
 
@@ -137,11 +137,13 @@ def robust_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("robust")
     data = make_tiny_dataset(n_train=200, n_test=50, classes=5)
     npz = folder / "five.npz"
-    np.savez(npz, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
+    np.savez(npz, x=data.x_train.numpy(), y=data.y_train.numpy(), x_test=data.x_test.numpy(),
+             y_test=data.y_test.numpy())
     out = folder / "out"
     args = ["run", "--dataset", f"npz:{npz}", "--strategies", "random,entropy", "--trials", "2", "--cycles", "3",
-            "--initial", "30", "--budget", "20", "--subset", "0", "--epochs", "1", "--batch-size", "16", "--model", "cnn",
-            "--initial-classes", "2", "--label-noise", "0.3", "--seed", "4", "--out", str(out), "--quiet"]
+            "--initial", "30", "--budget", "20", "--subset", "0", "--epochs", "1", "--batch-size", "16",
+            "--model", "cnn", "--initial-classes", "2", "--label-noise", "0.3", "--seed", "4", "--out", str(out),
+            "--quiet"]
     assert main(args) == 0
     return data, out
 
@@ -225,8 +227,11 @@ def test_cifar100_noise_uses_the_readers_superclass_map(tmp_path):
     assert bool((table[given[flipped]] == table[truth[flipped]]).all())
 
 
-def test_a_resumed_noisy_preset_run_buys_the_same_labels(npz_5_classes, tmp_path):
-    """Cut a finished run back to its first cycle (as a crash would leave it) and resume: the same labels."""
+@pytest.mark.parametrize("cut", ["taught", "pending"])
+def test_a_resumed_noisy_preset_run_buys_the_same_labels(npz_5_classes, tmp_path, cut):
+    """Cut a finished run back to its first cycle (as a crash would leave it) and resume: the same labels.
+    ``taught``: cycle 0's batch is labeled; ``pending``: it is queried but not labeled yet, so the
+    resumed run asks the oracle for that batch first."""
     out = tmp_path / "out"
     args = ["run", "--preset", "dnal-cifar10", "--dataset", f"npz:{npz_5_classes}", "--strategies", "dnal,random",
             "--model", "cnn", "--trials", "1", "--cycles", "3", "--epochs", "1", "--label-noise", "0.3",
@@ -239,9 +244,10 @@ def test_a_resumed_noisy_preset_run_buys_the_same_labels(npz_5_classes, tmp_path
     for table in tables:
         columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if {"run_id", "cycle"} <= columns:
-            db.execute(f"DELETE FROM {table} WHERE cycle >= ?", (2 if table == "labels" else 1,))
+            db.execute(f"DELETE FROM {table} WHERE cycle >= ?", (2 if table == "labels" and cut == "taught" else 1,))
     db.commit()
-    assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 2 * 30
+    assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 2 * (30 if cut == "taught" else 20)
+    assert db.execute("SELECT COUNT(*) FROM queries").fetchone()[0] == 2 * 10  # cycle 0's batch
     assert db.execute("SELECT COUNT(*) FROM cycles").fetchone()[0] == 2
     db.close()
     assert main(["run", "--resume", "--out", str(out), "--quiet"]) == 0

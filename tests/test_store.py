@@ -22,6 +22,53 @@ def test_cycle_is_written_atomically_and_labels_never_duplicate(tmp_path):
     assert store.conn.execute("SELECT COUNT(*) FROM queries WHERE cycle = 1").fetchone()[0] == 0
 
 
+def test_a_learner_writes_a_cycle_in_steps_each_its_own_transaction(tmp_path):
+    """fit row, then metrics, then the query (pending until labeled), then the labels: each step is
+    committed on its own, so a process stopped between two leaves a state another continues from."""
+    store = Store.in_folder(tmp_path)
+    run = store.run_id("llal", 0, {"seed": 0})
+    store.add_labels(run, 0, [(1, 0, 0, "initial"), (2, 2, 2, "initial")])
+    store.record_fit(run, 0, 2, 1.5)
+    assert store.finished_cycles(run) == [0] and not store.evaluated(run, 0) and store.count_evaluated() == 0
+    assert store.results() == [dict(strategy="llal", trial=0, cycle=0, labeled=2, train_seconds=1.5, query_seconds=0.0)]
+    with pytest.raises(sqlite3.IntegrityError):  # a cycle is trained once
+        store.record_fit(run, 0, 2, 1.0)
+    store.record_evaluation(run, 0, {"accuracy": 0.5}, {"per_class_accuracy": [0.5, None]})
+    store.record_evaluation(run, 0, {"accuracy": 0.6})  # evaluated again: replaced, not duplicated
+    assert store.evaluated(run, 0) and store.count_evaluated() == 1 and store.results()[0]["accuracy"] == 0.6
+    assert store.array(run, 0, "per_class_accuracy") == [0.5, None]
+    store.record_query(run, 0, [(5, 0.9), (7, 0.8)], 0.25)
+    store.record_query(run, 0, [(9, None)], 0.25)  # a second query of the cycle extends its batch
+    assert store.queried(run, 0) == [(5, 0.9), (7, 0.8), (9, None)]
+    assert store.pending(run) == [(0, 5, 0.9), (0, 7, 0.8), (0, 9, None)]
+    assert store.results()[0]["query_seconds"] == 0.5
+    store.add_labels(run, 1, [(7, 1, 1, "user")])
+    assert store.pending(run) == [(0, 5, 0.9), (0, 9, None)]
+    with pytest.raises(sqlite3.IntegrityError):  # item 7 again: nothing of the call is written
+        store.add_labels(run, 1, [(5, 0, 0, "user"), (7, 2, 2, "user")])
+    assert store.pending(run) == [(0, 5, 0.9), (0, 9, None)]
+    assert store.labels(run) == [(1, 0, 0), (2, 2, 0), (7, 1, 1)]
+    # class indices are stored as SQLite integers (readable in SQL), other targets round-trip
+    assert store.conn.execute("SELECT DISTINCT typeof(label), typeof(true_label) FROM labels").fetchall() == \
+        [("integer", "integer")]
+    store.add_labels(run, 1, [(5, 2.5, None, "user"), (9, [1.0, 2.0], None, "user")])
+    assert store.labels(run)[-3:] == [(5, 2.5, 1), (7, 1, 1), (9, [1.0, 2.0], 1)] and store.pending(run) == []
+    store.close()
+    again = Store.in_folder(tmp_path)  # every step was committed
+    assert again.finished_cycles(run) == [0] and again.evaluated(run, 0) and len(again.labels(run)) == 5
+    again.close()
+
+
+def test_in_memory_store_writes_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    memory = Store.in_memory()
+    run = memory.run_id("random", 0, {})
+    memory.record_fit(run, 0, 3, 0.1)
+    assert memory.folder is None and memory.finished_cycles(run) == [0]
+    assert not list(tmp_path.iterdir())
+    assert Store.in_folder(tmp_path).folder == tmp_path and (tmp_path / "store.sqlite").is_file()
+
+
 def test_results_rows_and_csv(tmp_path):
     store = Store.in_folder(tmp_path)
     for trial, acc in enumerate([0.5, 0.7]):

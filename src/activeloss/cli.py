@@ -5,6 +5,7 @@ Errors the user can fix are printed as one line on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +27,23 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{message} (see {self.prog} --help)")
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            unknown = [a.split("=", 1)[0] for a in message.split(":", 1)[1].split() if a.startswith("--")]
+            close = difflib.get_close_matches(unknown[0], _option_strings(self), n=1) if unknown else []
+            hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"{message}{hint} (see {self.prog} --help)")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of ``parser`` and its sub-commands (for "did you mean" hints)."""
+    out = []
+    for action in parser._actions:
+        out += [s for s in action.option_strings if s.startswith("--")]
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += _option_strings(sub)
+    return out
 
 
 def _add_option(group: Any, spec: Spec, help_text: str) -> None:
@@ -222,8 +239,21 @@ def _targets(data: Any) -> str:
     return f"{data.num_classes} classes" if data.num_classes else "real-valued targets"
 
 
+def _preload_plugins(argv: Sequence[str]) -> None:
+    """Import ``--plugins`` before the parser is built, so the options they declare are options."""
+    from .config.plugins import load_plugins
+
+    for i, arg in enumerate(argv):
+        if arg == "--plugins" and i + 1 < len(argv):
+            load_plugins(argv[i + 1].split(","))
+        elif arg.startswith("--plugins="):
+            load_plugins(arg.split("=", 1)[1].split(","))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        _preload_plugins(argv)
         args = build_parser().parse_args(argv)
         handlers = {"run": cmd_run, "report": cmd_report, "strategies": cmd_strategies, "presets": cmd_presets}
         handler = handlers[args.command]

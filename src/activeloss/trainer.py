@@ -78,7 +78,7 @@ def train(
     whole on the device.  A last batch of a single item is skipped (BatchNorm cannot
     train on one sample).  The loop never reads a value back to the host.
 
-    Under torchrun (:mod:`activeloss.distributed`) every rank draws the same permutation
+    Under torchrun (:mod:`activeloss.device.distributed`) every rank draws the same permutation
     and augmentation, trains on its share of each global batch and the weighted gradients
     are summed over ranks before the step: the gradient of the mean over the global batch.
     ``forward`` calls the model (its ``torch.compile`` wrapper with ``--compile``).
@@ -181,8 +181,11 @@ def evaluate(
         outs.append(out)
     if distributed.active():
         empty = torch.zeros(0, device=device)
+        if not outs:  # a rank without a test batch still sends outputs of the right width
+            with autocast(device):
+                outs = [forward(inputs.test_batch(0, 1)).float()[:0]]
         losses = [distributed.all_gather_cat(torch.cat(losses) if losses else empty)]
-        outs = [distributed.all_gather_cat(torch.cat(outs) if outs else empty)]
+        outs = [distributed.all_gather_cat(torch.cat(outs))]
         if taps is not None and objective.predicts_loss:
             predicted = [distributed.all_gather_cat(torch.cat(predicted) if predicted else empty)]
     outputs = torch.cat(outs)

@@ -35,7 +35,7 @@ class CoresetAcquisition(Acquisition):
     """Core-set (Sener and Savarese, ICLR 2018): k-center greedy over the penultimate features.
 
     The centres are all labeled items; each step picks the candidate farthest from its
-    nearest centre and makes it a centre (:func:`~activeloss.selection.k_center_greedy`).
+    nearest centre and makes it a centre (:func:`~activeloss.scoring.k_center_greedy`).
     ``Selection.scores`` is each pick's distance to its nearest centre when it was picked
     (non-increasing; infinite for the first pick when nothing is labeled).
     """

@@ -188,9 +188,10 @@ def _percent(spec: Spec, value: str, origin: str) -> str:
         number = Decimal(value.strip()[:-1].strip())
     except InvalidOperation:
         number = Decimal("NaN")
-    low_ok = number >= 0 if spec.percent_of == "epochs" else number > 0
     high = 100 if spec.percent_of in ("pool", "epochs") else 10_000
-    if not number.is_finite() or not low_ok or number > high:
+    finite = number.is_finite()  # a NaN Decimal cannot even be compared
+    low_ok = finite and (number >= 0 if spec.percent_of == "epochs" else number > 0)
+    if not finite or not low_ok or number > high:
         interval = "[0%, 100%]" if spec.percent_of == "epochs" else f"(0%, {high}%]"
         raise ConfigError(f"{origin}: {spec.flag} expects a number or a percentage of "
                           f"{PERCENT_BASES[spec.percent_of or 'pool']} in {interval}, got {value!r}")

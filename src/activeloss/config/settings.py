@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .options import DECLARED, Spec, check, coerce, option, relative, specs_of
+from .plugins import load_plugins
 
 DATA, LOOP, TRAINING, EXECUTION = "data", "loop", "training", "execution"
 
@@ -94,6 +95,8 @@ class Settings:
                                  "autotuning (slower; CPU runs are deterministic anyway)", group=EXECUTION)
     parallel_trials: int = option(1, "run up to N (strategy, trial) runs at once, each in its own process sharing "
                                   "the device; the results equal those of one at a time", at_least=1, group=EXECUTION)
+    plugins: list[str] = option([], "Python files or modules to import first: your own acquisitions, objectives, "
+                                "models, readers or tasks (they register themselves)", group=EXECUTION)
     #: the options of objectives and acquisitions that were given (``loss_weight``...), by name
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -117,6 +120,8 @@ class Settings:
         ``Settings.from_dict({"preset": "llal-cifar10", "dataset": "cifar10:data"})``.
         """
         values = {k.replace("-", "_"): v for k, v in values.items()}
+        if values.get("plugins"):  # their options must be known before the names are checked
+            load_plugins(coerce(spec_of("plugins"), values["plugins"], origin))
         check_names(values, origin)
         values = apply_preset({k: coerce(spec_of(k), v, origin) for k, v in values.items()}, origin)
         return cls().merged(values)
@@ -165,6 +170,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     values = {k.replace("-", "_"): v for k, v in raw.items()}
+    if values.get("plugins"):
+        load_plugins(coerce(spec_of("plugins"), values["plugins"], str(path)))
     if "per_strategy" in values:
         raise ConfigError(f"{path}: the per_strategy tables that --dry-run prints are a record, not settings; "
                           f"delete them (the strategies' own defaults give those values)")

@@ -2,7 +2,7 @@
 
 On a CUDA GPU a run by default uses cuDNN autotuning, the channels_last memory format for
 convolutional models (what tensor cores want) and bf16 autocast around the model's forward
-passes (:func:`autocast`); data stays on the GPU as uint8 (:class:`~activeloss.inputs.Inputs`).
+passes (:func:`autocast`); data stays on the GPU as uint8 (:class:`~activeloss.data.Inputs`).
 ``--deterministic`` gives up autotuning and the non-deterministic kernels, so the same
 seed on the same device gives the same bits; ``--compile`` runs the forward pass through
 ``torch.compile``.  On CPU none of this changes results: runs are deterministic anyway.

@@ -14,6 +14,7 @@ import torch
 from .. import models
 from ..config import Settings, resolve, resolve_counts, validate
 from ..config.options import check
+from ..config.plugins import load_plugins
 from ..config.settings import CORE_SPECS
 from ..data import Dataset, load_dataset
 from ..data.augment import parse_augment
@@ -127,6 +128,7 @@ def initial_allowed(data: Dataset, s: Settings, trial: int) -> torch.Tensor | No
 
 def plan(settings: Settings) -> Plan:
     """Load the data and resolve and check every setting, before anything is written."""
+    load_plugins(settings.plugins)
     device = distributed.local_device(choose_device(settings.device))
     if settings.parallel_trials > 1 and distributed.active():
         raise ConfigError("--parallel-trials runs several processes on one machine; under torchrun leave it at 1")
