@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -54,6 +55,9 @@ def main() -> int:
     parser.add_argument("folder", type=Path, help="a committed output folder (with store.sqlite)")
     parser.add_argument("--cycles", type=int, default=2)
     parser.add_argument("--strategies", default=None, help="only these (comma list; default: all of the store)")
+    parser.add_argument("--parallel", type=int, default=2, help="--parallel-trials of the replay (0: an activeloss "
+                        "too old to have the option)")
+    parser.add_argument("--keep", type=Path, default=None, help="copy the replay's output folder here")
     args = parser.parse_args()
     db = args.folder / "store.sqlite"
     con = sqlite3.connect(db)
@@ -68,12 +72,16 @@ def main() -> int:
                                   if k not in SKIP and v is not None))
         out = Path(tmp) / "out"
         command = [sys.executable, "-m", "activeloss", "run", "--config", str(config), "--trials", "1",
-                   "--cycles", str(args.cycles), "--out", str(out), "--quiet", "--parallel-trials", "2"]
+                   "--cycles", str(args.cycles), "--out", str(out), "--quiet"]
+        if args.parallel:
+            command += ["--parallel-trials", str(args.parallel)]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             print(done.stderr, file=sys.stderr)
             return 2
         got = stored(out / "store.sqlite", args.cycles)
+        if args.keep is not None:
+            shutil.copytree(out, args.keep, dirs_exist_ok=True)
     failures = 0
     for strategy in settings["strategies"]:
         want, have = expected.get(strategy), got.get(strategy)

@@ -11,7 +11,7 @@ run() { local name=$1; shift; [ -f $OUT/$name/store.sqlite ] && .venv/bin/active
 run concrete --dataset uci:$UCI/concrete --epochs 200 --lr 0.03
 run energy   --dataset uci:$UCI/energy   --epochs 100 --lr 0.03
 run kin8nm   --dataset uci:$UCI/kin8nm   --epochs 100 --lr 0.01
-run diabetes --dataset diabetes
+run diabetes --dataset diabetes --epochs 100 --lr 0.001
 for name in concrete energy kin8nm diabetes; do
     .venv/bin/activeloss report $OUT/$name --out docs/regression-study/$name \
         --markdown docs/regression-study/$name/tables.md --csv docs/regression-study/$name/summary.csv > /dev/null

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..tasks import TASKS, make_task
 
 
 @dataclass
@@ -53,8 +54,6 @@ class Dataset:
 
     def validate(self) -> Dataset:
         """Check shapes, dtypes and targets; raise :class:`DataError` naming the problem."""
-        from ..tasks import TASKS, make_task
-
         if self.task not in TASKS:
             raise DataError(f"{self.name}: unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):

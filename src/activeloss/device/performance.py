@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -78,3 +79,14 @@ def explained_determinism_errors() -> Iterator[None]:
         op = text.split(" does not have")[0].strip()
         raise ConfigError(f"--deterministic: {op} has no deterministic kernel in PyTorch {torch.__version__} "
                           f"on this device; run without --deterministic") from None
+
+
+def set_threads(settings: Any, device: torch.device, workers: int = 1) -> None:
+    """Apply ``--threads``; auto means one thread for the small models on CPU, and with
+    ``workers`` processes side by side an equal share of the cores each."""
+    if settings.threads > 0:
+        torch.set_num_threads(settings.threads)
+    elif device.type == "cpu" and settings.model in ("cnn", "mlp"):
+        torch.set_num_threads(1)
+    elif workers > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))

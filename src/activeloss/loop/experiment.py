@@ -13,28 +13,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from ..config import EXECUTION_FIELDS, Settings
 from ..data import Dataset
 from ..device import distributed, performance
+from ..device.performance import set_threads
 from ..errors import ConfigError
 from ..store import SCHEMA_VERSION, Store
 from ..tasks import make_task
 from .driver import Driver, Outcome
 from .oracle import Oracle
+from .parallel import run_parallel
 from .plan import Plan, Run, plan
-
-
-def set_threads(settings: Settings, device: torch.device, workers: int = 1) -> None:
-    """Apply ``--threads``; auto means one thread for the small models on CPU, and with
-    ``workers`` processes side by side an equal share of the cores each."""
-    if settings.threads > 0:
-        torch.set_num_threads(settings.threads)
-    elif device.type == "cpu" and settings.model in ("cnn", "mlp"):
-        torch.set_num_threads(1)
-    elif workers > 1:
-        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
 
 
 def dataset_fingerprint(data: Dataset) -> str:
@@ -106,10 +95,8 @@ class Experiment:
         with tqdm(total=self.plan.total_cycles, initial=done, unit="cycle", disable=not live,
                   dynamic_ncols=True, mininterval=0.5) as bar, performance.explained_determinism_errors():
             if workers > 1:
-                from .parallel import run_parallel
-
                 assert store is not None
-                run_parallel(self, store, units, workers, bar)
+                run_parallel(self.driver, store, units, workers, bar)
             else:
                 for run, trial in units:
                     self.driver.announce(run, trial, self.driver.run_unit(store, run, trial, bar))
@@ -152,4 +139,4 @@ def run(settings: Settings, resume: bool = False, progress: bool = True,
     return Experiment(the_plan, out, oracle=oracle, progress=progress).run(resume=resume)
 
 
-__all__ = ["Experiment", "Outcome", "Plan", "dataset_fingerprint", "plan", "run", "set_threads"]
+__all__ = ["Experiment", "Outcome", "Plan", "dataset_fingerprint", "plan", "run"]

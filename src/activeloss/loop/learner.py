@@ -43,7 +43,7 @@ from ..strategies import Strategy, get_strategy
 from ..tasks import Task, check_offers, make_task
 from ..trainer import Evaluation, TrainConfig, evaluate, train
 from .checkpoints import Checkpoints
-from .plan import Run, choose_device, resolve_run
+from .plan import Run, choose_device, plan, resolve_run
 from .pool import Pool
 
 #: what a user's Learner gets before the protocol defaults: the whole pool is scored
@@ -137,8 +137,6 @@ class Learner:
     def open(cls, folder: str | Path, strategy: str, trial: int = 0) -> Learner:
         """The learner of run (``strategy``, ``trial``) of the experiment in ``folder``, where it
         stands: e.g. to teach the labels of its pending batch from another process."""
-        from .plan import plan
-
         if not Store.exists_in(folder):
             raise ConfigError(f"{folder} holds no run (no store.sqlite)")
         store = Store.in_folder(folder)

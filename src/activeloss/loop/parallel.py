@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -25,9 +25,6 @@ from ..device import performance
 from ..store import Store
 from .driver import Driver, Outcome
 from .plan import Plan, Run
-
-if TYPE_CHECKING:
-    from .experiment import Experiment
 
 #: the worker process's own Driver, built once by :func:`_start_worker`
 _worker: Driver | None = None
@@ -56,11 +53,9 @@ def _exit_with_parent(parent: int) -> None:
 
 def _start_worker(plan: Plan, out: str, oracle: Any, workers: int) -> None:
     global _worker
-    from .experiment import set_threads
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     _exit_with_parent(os.getppid())
-    set_threads(plan.runs[0].settings, plan.device, workers)
+    performance.set_threads(plan.runs[0].settings, plan.device, workers)
     performance.configure(plan.device, plan.runs[0].settings.deterministic)
     _worker = Driver(plan, Path(out), oracle=oracle, progress=False)
     _worker.write_csv = False  # the parent writes results.csv
@@ -75,16 +70,15 @@ def _run_unit(index: int, trial: int) -> Outcome:
         store.close()
 
 
-def run_parallel(exp: Experiment, store: Store, units: list[tuple[Run, int]], workers: int, bar: Any) -> None:
-    """Run ``units`` on ``workers`` processes; the first failure stops them all and is raised."""
-    driver = exp.driver
+def run_parallel(driver: Driver, store: Store, units: list[tuple[Run, int]], workers: int, bar: Any) -> None:
+    """Run ``units`` of ``driver``'s plan on ``workers`` processes; the first failure stops them all
+    and is raised."""
     for run, trial in units:  # run ids in the sequential order, whatever finishes first
         store.run_id(run.name, trial, run.record())
     context = torch.multiprocessing.get_context("spawn")  # CUDA cannot live in a forked process
-    pool = context.Pool(workers, initializer=_start_worker,
-                        initargs=(exp.plan, str(exp.out), driver.oracle if driver.oracle is not driver.initial_oracle
-                                  else None, workers))
-    index = {id(run): i for i, run in enumerate(exp.plan.runs)}
+    oracle = driver.oracle if driver.oracle is not driver.initial_oracle else None  # workers make the simulated one
+    pool = context.Pool(workers, initializer=_start_worker, initargs=(driver.plan, str(driver.out), oracle, workers))
+    index = {id(run): i for i, run in enumerate(driver.plan.runs)}
     try:
         pending = [(run, trial, pool.apply_async(_run_unit, (index[id(run)], trial))) for run, trial in units]
         while pending:
@@ -96,7 +90,7 @@ def run_parallel(exp: Experiment, store: Store, units: list[tuple[Run, int]], wo
                     still.append((run, trial, job))
                     continue
                 driver.announce(run, trial, job.get())  # get() raises the worker's error here
-                store.write_results_csv(exp.out / "results.csv")
+                store.write_results_csv(driver.out / "results.csv")
             pending = still
     finally:
         pool.terminate()  # a failure elsewhere must not leave workers running; finished ones are idle
