@@ -3,7 +3,6 @@ VAAL and SRAAL.  Small hand-built models and data; a few seconds in all."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_tiny_dataset
 from torch import nn
 
 from activeloss import scoring
@@ -29,6 +28,8 @@ from activeloss.objectives.vae import (
 from activeloss.scoring import kmeans_pp_factored, oui
 from activeloss.strategies import STRATEGIES, get_strategy
 from activeloss.tasks import ClassificationTask
+
+from conftest import make_tiny_dataset
 
 DATA = make_tiny_dataset(n_train=60, n_test=12, classes=3, size=8)
 TASK = ClassificationTask()

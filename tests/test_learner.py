@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_dataset, write_tiny_npz
 from torch import nn
 
 from activeloss import Dataset, Learner, Store
 from activeloss.errors import ConfigError, PoolError
+
+from conftest import make_tiny_dataset, write_tiny_npz
 
 DATA = make_tiny_dataset(n_train=120, n_test=40, classes=3, size=8)
 SMALL = dict(epochs=2, batch_size=16, subset=50)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import build_parts, make_tiny_dataset
 
 from activeloss.acquisitions import QueryContext, make_acquisition
 from activeloss.config import Settings
@@ -23,6 +22,8 @@ from activeloss.objectives.lossnet import LossNetOptions
 from activeloss.strategies import get_strategy
 from activeloss.tasks import ClassificationTask
 from activeloss.trainer import TrainConfig, train
+
+from conftest import build_parts, make_tiny_dataset
 
 DATA = make_tiny_dataset(n_train=64, n_test=32, classes=3, size=8)
 

@@ -177,3 +177,15 @@ def test_ranking_accuracy_refuses_bad_input() -> None:
         ranking_accuracy([1.0, 2.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError):
         ranking_accuracy([1.0, float("nan")], [1.0, 2.0])
+
+
+def test_confidence_histogram_bins_against_a_slow_count():
+    from activeloss.tasks.classification import CONFIDENCE_EDGES, histogram
+
+    values = torch.tensor([0.0, 0.1, 0.2, 0.5, 0.9, 0.949, 0.95, 0.991, 0.9995, 0.99999, 1.0])
+    slow = [0] * (len(CONFIDENCE_EDGES) - 1)
+    for v in values.tolist():
+        i = max(k for k in range(len(CONFIDENCE_EDGES) - 1) if v >= CONFIDENCE_EDGES[k])
+        slow[i] += 1
+    assert histogram(values) == slow
+    assert sum(histogram(values)) == values.numel() and histogram(values)[-1] == 2  # 1.0 lands in the last bin

@@ -1,4 +1,4 @@
-"""Presets (the protocols of METHODS.md), percentages of the training set, --dry-run and the SVHN reader."""
+"""Presets (the protocols of the source papers), percentages of the training set, --dry-run and the SVHN reader."""
 from __future__ import annotations
 
 import tomllib
@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_tiny_dataset, write_tiny_npz
 
 from activeloss.cli import main
 from activeloss.config import (
@@ -27,6 +26,8 @@ from activeloss.data.readers import reader_of
 from activeloss.errors import ConfigError, DataError
 from activeloss.loop.plan import plan, resolve_run
 from activeloss.strategies import get_strategy
+
+from conftest import make_tiny_dataset, write_tiny_npz
 
 REQUIRED = {"strategies", "trials", "model", "initial", "budget", "cycles", "subset", "epochs", "batch_size", "lr",
             "milestones", "stop_gradient_epoch", "reinit", "lossnet_decay", "augment", "pad"}
@@ -69,7 +70,7 @@ def test_every_preset_is_complete_and_names_real_strategies():
 
 
 @pytest.mark.parametrize("name,initial,budget,cycles,subset,final", [
-    # METHODS.md section 3 (Learning Loss) and section 4 (LPLgrad: initial = b; Ent-GradNorm)
+    # Learning Loss's CIFAR-10 protocol and LPLgrad's (initial = b) and Ent-GradNorm's
     ("llal-cifar10", 1000, 1000, 10, 10000, 10000),
     ("llal-mse-cifar10", 1000, 1000, 10, 10000, 10000),
     ("lplgrad-cifar10-high", 1000, 1000, 10, 25000, 10000),

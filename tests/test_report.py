@@ -76,9 +76,13 @@ def test_one_folder_mean_std_aubc_reach_and_time(folder_a, tmp_path):
     assert "30 ± 14" in lines["labels to 70%"] and "not reached" in lines["labels to 70%"]
     assert "40 ± 0 (1/2)" in lines["labels to 90%"]
     assert "ranking accuracy" in text and "0.70 ± 0.00" in text
-    # train seconds: per-trial means 1 and 3; query seconds: 0.5 on the cycles with a query (the last has none)
-    timing = next(line for line in text.splitlines() if line.startswith("| random "))
-    assert "2.00 ± 1.41" in timing and "0.500 ± 0.000" in timing
+    # seconds per trial: train 3 x 1 and 3 x 3 s; query 0.5 s on the two cycles with a query; the wall time
+    # of a whole-cycle record is train + query, so the phases add up to it
+    timing = next(line for line in text.splitlines() if line.startswith("| random ") and "±" in line
+                  and line.count("|") == 8)
+    cells = [c.strip() for c in timing.strip("|").split("|")]
+    assert cells == ["random", "6.00 ± 4.24", "0.00 ± 0.00", "0.00 ± 0.00", "1.00 ± 0.00", "0.00 ± 0.00",
+                     "7.00 ± 4.24"]
     assert sorted(p.name for p in result.files) == sorted(
         ["results.csv", "curves.png", "time.png", "loss_prediction.png", "confidence.png", "per_class.png"])
     assert labels_to_reach({0: {"labeled": 10, "values": {(0, 0): 0.2}}}, 0.5) == ([], 1)
@@ -164,7 +168,7 @@ def test_end_to_end_run_records_the_figures_data_and_reports_every_output(tmp_pa
     assert main([*args, "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| cycle | labeled |" in text and "AUBC" in text
-    assert "ranking accuracy" in text and "seconds per cycle" in text
+    assert "ranking accuracy" in text and "seconds per trial" in text
 
     data = load_dataset("digits", seed=0)
     db = sqlite3.connect(out / "store.sqlite")
@@ -181,7 +185,9 @@ def test_end_to_end_run_records_the_figures_data_and_reports_every_output(tmp_pa
         labeled = 30 + 10 * cycle
         assert sum(arrays[(run, cycle, "confidence_labeled")]) == labeled
         assert sum(arrays[(run, cycle, "confidence_unlabeled")]) == min(classification.UNLABELED_SAMPLE, 1437 - labeled)
-        assert len(arrays[(run, cycle, "confidence_labeled")]) == classification.CONFIDENCE_BINS
+        edges = arrays[(run, cycle, "confidence_edges")]
+        assert edges == list(classification.CONFIDENCE_EDGES) and edges[0] == 0 and edges[-1] == 1
+        assert len(arrays[(run, cycle, "confidence_labeled")]) == len(edges) - 1
 
     # the extra inference changes nothing: the same run without it gives the same results
     def without_inference(self, outputs, targets, num_classes, pool_outputs, labeled, unlabeled, gen):

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_dataset
 
 from activeloss.cli import main
 from activeloss.config import Settings
@@ -16,6 +15,8 @@ from activeloss.loop.experiment import Experiment, plan
 from activeloss.loop.oracle import NoisyOracle, SimulatedOracle, simulated_oracle, wrong_labels
 from activeloss.loop.pool import Pool, class_mask, initial_classes
 from activeloss.seeding import generator
+
+from conftest import make_tiny_dataset
 
 #: a CIFAR-100-like map: 12 fine classes in 4 superclasses of 3, plus class 12 alone in superclass 4
 COARSE = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4]

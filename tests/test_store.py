@@ -30,7 +30,8 @@ def test_a_learner_writes_a_cycle_in_steps_each_its_own_transaction(tmp_path):
     store.add_labels(run, 0, [(1, 0, 0, "initial"), (2, 2, 2, "initial")])
     store.record_fit(run, 0, 2, 1.5)
     assert store.finished_cycles(run) == [0] and not store.evaluated(run, 0) and store.count_evaluated() == 0
-    assert store.results() == [dict(strategy="llal", trial=0, cycle=0, labeled=2, train_seconds=1.5, query_seconds=0.0)]
+    assert store.results() == [dict(strategy="llal", trial=0, cycle=0, labeled=2, train_seconds=1.5, query_seconds=0.0,
+                                    eval_seconds=0.0, diagnostics_seconds=0.0, wall_seconds=1.5)]
     with pytest.raises(sqlite3.IntegrityError):  # a cycle is trained once
         store.record_fit(run, 0, 2, 1.0)
     store.record_evaluation(run, 0, {"accuracy": 0.5}, {"per_class_accuracy": [0.5, None]})
@@ -76,7 +77,8 @@ def test_results_rows_and_csv(tmp_path):
         store.record_cycle(run, CycleResult(0, 10, 2.0, 0.5, {"accuracy": acc, "ranking_accuracy": 0.6}))
     store.write_results_csv(tmp_path / "results.csv")
     lines = (tmp_path / "results.csv").read_text().splitlines()
-    assert lines[0] == "strategy,trial,cycle,labeled,accuracy,ranking_accuracy,train_seconds,query_seconds"
+    assert lines[0] == ("strategy,trial,cycle,labeled,accuracy,ranking_accuracy,train_seconds,query_seconds,"
+                        "eval_seconds,diagnostics_seconds,wall_seconds")
     assert lines[1].startswith("llal,0,0,10,0.5,0.6,2,0.5")
     assert len(lines) == 3
 

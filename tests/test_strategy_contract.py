@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny_dataset
 
 from activeloss import Dataset, Learner
 from activeloss.errors import ConfigError, PoolError
 from activeloss.seeding import generator
 from activeloss.strategies import STRATEGIES, get_strategy, valid_pairs
 from activeloss.tasks import task_type
+
+from conftest import make_tiny_dataset
 
 CLASSIFICATION = make_tiny_dataset(n_train=90, n_test=30, classes=3, size=8)
 

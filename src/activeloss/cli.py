@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,12 +69,32 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         _add_option(components, DECLARED[name].spec, declared_help(name))
 
 
+def _run_epilog() -> str:
+    from .data import READERS
+
+    kinds = "\n".join(textwrap.fill(READERS.description(name), 100, initial_indent=f"  {name:9s} ",
+                                     subsequent_indent=" " * 12) for name in READERS)
+    return f"""examples:
+  activeloss run                                   # the main comparison on digits, 3 trials, a few minutes
+  activeloss run --dataset diabetes                # regression: RMSE, lower is better
+  activeloss run --dataset mnist:data/mnist --strategies random,llal,coreset --initial 100 --budget 100 \\
+                 --subset 5000 --epochs 25 --out mnist-run
+  activeloss run --dataset uci:UCI_Datasets/concrete --split 3 --strategies random,llal,mc-variance
+  activeloss run --preset llal-cifar10 --dataset cifar10:data/cifar-10-batches-py --dry-run
+  activeloss run --strategies lossnet+badge,none+entropy --trials 5 --parallel-trials 2
+  activeloss run --resume --out results            # continue an interrupted run
+
+datasets (--dataset; nothing is downloaded):
+{kinds}"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="activeloss", description="Deep active learning with loss prediction and its baselines.")
     parser.add_argument("--version", action="version", version=f"activeloss {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run an active-learning experiment",
-                         description="Run strategies x trials x cycles and report.")
+                         description="Run strategies x trials x cycles and report.", epilog=_run_epilog(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file (CLI options win)")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -133,6 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         values = load_toml(args.config) if args.config else {}
         values.update(explicit)
         settings = Settings.from_dict(values, origin="the command line")  # a --preset fills what is left out
+    args.resolved_out = settings.out  # for the resume hint after Ctrl-C
     if args.dry_run:
         the_plan = loop.plan(settings)  # loads the data: percentages need its size
         d = the_plan.data
@@ -157,7 +179,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"  strategies: {names}\n  {s.trials} trials x {s.cycles} cycles: {s.initial} initial labels "
             f"+ {s.budget} per cycle, {s.epochs} epochs, subset {s.subset or 'whole pool'}, "
             f"{'re-initialised' if s.reinit else 'warm-started'} each cycle"
-            f"{f'; {s.parallel_trials} runs at a time' if s.parallel_trials > 1 else ''}",
+            f"{f'; {s.parallel_trials} runs at a time' if s.parallel_trials > 1 else ''}\n"
+            f"  plan: {_plan_size(plan)}",
             file=sys.stderr,
         )
 
@@ -235,6 +258,19 @@ def _valid(strategy: Any, task: Any) -> set[str]:
     return {strategy.name}
 
 
+def _plan_size(plan: Any) -> str:
+    """``11 strategies x 3 trials = 33 runs x 8 cycles x 40 epochs = 10,560 epochs of training``."""
+    runs = sum(r.settings.trials for r in plan.runs)
+    epochs = sum(r.settings.trials * int(r.settings.cycles or 0) * int(r.settings.epochs or 0) for r in plan.runs)
+    cycles = {int(r.settings.cycles or 0) for r in plan.runs}
+    per = {int(r.settings.epochs or 0) for r in plan.runs}
+    shape = f" x {cycles.pop()} cycles" if len(cycles) == 1 else ""
+    shape += f" x {per.pop()} epochs" if len(per) == 1 else ""
+    trials = {r.settings.trials for r in plan.runs}
+    count = f"{len(plan.runs)} strategies x {trials.pop()} trials = " if len(trials) == 1 else ""
+    return f"{count}{runs} runs{shape} = {epochs:,} epochs of training"
+
+
 def _targets(data: Any) -> str:
     return f"{data.num_classes} classes" if data.num_classes else "real-valued targets"
 
@@ -252,6 +288,7 @@ def _preload_plugins(argv: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
     try:
         _preload_plugins(argv)
         args = build_parser().parse_args(argv)
@@ -263,9 +300,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if is_main():  # under torchrun every rank stops with the same error; rank 0 says it
             print(f"activeloss: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
     except KeyboardInterrupt:
-        print("activeloss: interrupted; continue with: activeloss run --resume --out DIR", file=sys.stderr)
+        from .store import Store
+
+        out = getattr(args, "resolved_out", None)
+        hint = f"; continue with: activeloss run --resume --out {out}" if out and Store.exists_in(out) else ""
+        print(f"activeloss: interrupted{hint}", file=sys.stderr)
         return 130
 
 

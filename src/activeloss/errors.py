@@ -21,3 +21,10 @@ class ConfigError(ActiveLossError):
 
 class PoolError(ActiveLossError):
     """The pool cannot serve the request (e.g. a budget larger than the unlabeled pool)."""
+
+
+class RunInterrupted(ActiveLossError):
+    """A run stopped before its end for a reason outside the user's input (a worker process died);
+    what it committed is kept and ``--resume`` continues it.  The CLI exits with status 3."""
+
+    exit_code = 3

@@ -1,4 +1,4 @@
-"""Losses of the loss-prediction module (METHODS.md section 3).
+"""Losses of the loss-prediction module (Yoo and Kweon, Learning Loss for Active Learning, CVPR 2019).
 
 ``ranking_loss`` is the Learning Loss pairwise objective: the module only has to order
 samples by their true loss, not regress it, which is why it beats the MSE ablation

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS cycles (
     train_seconds REAL NOT NULL,
     query_seconds REAL NOT NULL,
     finished_at REAL NOT NULL,
+    eval_seconds REAL NOT NULL DEFAULT 0,
+    diagnostics_seconds REAL NOT NULL DEFAULT 0,
+    wall_seconds REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, cycle)
 );
 CREATE TABLE IF NOT EXISTS metrics (
@@ -87,7 +90,9 @@ STORE_NAME = "store.sqlite"
 
 #: the columns of results.csv around the metrics
 RESULT_FIRST_COLUMNS = ["strategy", "trial", "cycle", "labeled"]
-RESULT_LAST_COLUMNS = ["train_seconds", "query_seconds"]
+RESULT_LAST_COLUMNS = ["train_seconds", "query_seconds", "eval_seconds", "diagnostics_seconds", "wall_seconds"]
+#: the timing columns of a cycle (stores written before 0.2 have only the first two)
+TIME_COLUMNS = ("train_seconds", "query_seconds", "eval_seconds", "diagnostics_seconds", "wall_seconds")
 #: keys of result rows that are bookkeeping, not metrics
 RESULT_INTERNAL = {"seed", "folder", "queried"}
 
@@ -202,20 +207,30 @@ class Store:
         return row.fetchone() is not None
 
     # -- the learner's steps ----------------------------------------------
-    def record_fit(self, run_id: int, cycle: int, labeled: int, train_seconds: float) -> None:
-        """Step 1: cycle ``cycle`` is trained (its checkpoint is already on disk)."""
+    def record_fit(self, run_id: int, cycle: int, labeled: int, train_seconds: float,
+                   wall_seconds: float | None = None) -> None:
+        """Step 1: cycle ``cycle`` is trained (its checkpoint is already on disk).  ``wall_seconds``:
+        the whole step (training, the objective's extra networks, the checkpoint)."""
         with self._transaction():
-            self.conn.execute("INSERT INTO cycles VALUES (?, ?, ?, ?, ?, ?)",
-                              (run_id, cycle, labeled, train_seconds, 0.0, time.time()))
+            self.conn.execute(
+                "INSERT INTO cycles (run_id, cycle, labeled, train_seconds, query_seconds, finished_at, wall_seconds) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, cycle, labeled, train_seconds, 0.0, time.time(),
+                 train_seconds if wall_seconds is None else wall_seconds))
 
     def record_evaluation(self, run_id: int, cycle: int, metrics: dict[str, float],
-                          arrays: dict[str, list] | None = None) -> None:
-        """Step 2: the metrics of a trained cycle (replaced if evaluated again) and its arrays."""
+                          arrays: dict[str, list] | None = None, eval_seconds: float = 0.0,
+                          diagnostics_seconds: float = 0.0, wall_seconds: float = 0.0) -> None:
+        """Step 2: the metrics of a trained cycle (replaced if evaluated again), its arrays and the
+        seconds of the evaluation and of the figures' diagnostics."""
         with self._transaction():
             self._insert_evaluation(run_id, cycle, metrics, arrays, replace=True)
+            self.conn.execute("UPDATE cycles SET eval_seconds = ?, diagnostics_seconds = ?, "
+                              "wall_seconds = wall_seconds + ? WHERE run_id = ? AND cycle = ?",
+                              (eval_seconds, diagnostics_seconds, wall_seconds, run_id, cycle))
 
     def record_query(self, run_id: int, cycle: int, queried: Sequence[tuple[int, float | None]],
-                     seconds: float) -> None:
+                     seconds: float, wall_seconds: float | None = None) -> None:
         """Step 3: a ranked batch queried after ``cycle``'s training, pending until taught.
 
         A second query in the same cycle continues the ranks (it extends the batch).
@@ -224,8 +239,9 @@ class Store:
             start = self.conn.execute("SELECT COUNT(*) FROM queries WHERE run_id = ? AND cycle = ?",
                                       (run_id, cycle)).fetchone()[0]
             self._insert_queries(run_id, cycle, queried, start)
-            self.conn.execute("UPDATE cycles SET query_seconds = query_seconds + ? WHERE run_id = ? AND cycle = ?",
-                              (seconds, run_id, cycle))
+            self.conn.execute("UPDATE cycles SET query_seconds = query_seconds + ?, wall_seconds = wall_seconds + ? "
+                              "WHERE run_id = ? AND cycle = ?",
+                              (seconds, seconds if wall_seconds is None else wall_seconds, run_id, cycle))
 
     def add_labels(self, run_id: int, cycle: int, labels: Iterable[tuple[int, Any, Any, str]]) -> None:
         """Step 4: labels (item, label, true label or None, source) for training cycle ``cycle``, in
@@ -282,8 +298,10 @@ class Store:
         """Write a finished cycle, its query and the labels it bought (for the next cycle) atomically."""
         with self._transaction():
             self.conn.execute(
-                "INSERT INTO cycles VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, result.cycle, result.labeled, result.train_seconds, result.query_seconds, time.time()),
+                "INSERT INTO cycles (run_id, cycle, labeled, train_seconds, query_seconds, finished_at, wall_seconds) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, result.cycle, result.labeled, result.train_seconds, result.query_seconds, time.time(),
+                 result.train_seconds + result.query_seconds),
             )
             self._insert_evaluation(run_id, result.cycle, result.metrics, result.arrays)
             self._insert_queries(run_id, result.cycle, result.queried)
@@ -296,19 +314,22 @@ class Store:
         return json.loads(row[0]) if row else None
 
     def results(self) -> list[dict[str, Any]]:
-        """One dict per (strategy, trial, cycle) with its metrics as keys."""
+        """One dict per (strategy, trial, cycle) with its metrics and its seconds as keys (the timing
+        columns a store predating them lacks are absent)."""
+        have = {r[1] for r in self.conn.execute("PRAGMA table_info(cycles)")}
+        times = [c for c in TIME_COLUMNS if c in have]
         rows = self.conn.execute(
-            "SELECT r.id, r.strategy, r.trial, c.cycle, c.labeled, c.train_seconds, c.query_seconds "
-            "FROM cycles c JOIN runs r ON r.id = c.run_id ORDER BY r.id, c.cycle"
+            "SELECT r.id, r.strategy, r.trial, c.cycle, c.labeled" + "".join(f", c.{c}" for c in times)
+            + " FROM cycles c JOIN runs r ON r.id = c.run_id ORDER BY r.id, c.cycle"
         ).fetchall()
         metrics: dict[tuple[int, int], dict[str, float]] = {}
         for run_id, cycle, name, value in self.conn.execute("SELECT run_id, cycle, name, value FROM metrics"):
             metrics.setdefault((run_id, cycle), {})[name] = value
         out = []
-        for run_id, strategy, trial, cycle, labeled, train_s, query_s in rows:
-            row = dict(strategy=strategy, trial=trial, cycle=cycle, labeled=labeled)
+        for run_id, strategy, trial, cycle, labeled, *seconds in rows:
+            row: dict[str, Any] = dict(strategy=strategy, trial=trial, cycle=cycle, labeled=labeled)
             row.update(metrics.get((run_id, cycle), {}))
-            row.update(train_seconds=train_s, query_seconds=query_s)
+            row.update(zip(times, seconds))
             out.append(row)
         return out
 

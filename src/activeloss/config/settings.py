@@ -32,8 +32,8 @@ DATA, LOOP, TRAINING, EXECUTION = "data", "loop", "training", "execution"
 @dataclass
 class Settings:
     # -- what to learn from
-    dataset: str = option("digits", "digits, diabetes, or KIND:PATH (activeloss run --help lists the kinds)",
-                          group=DATA)
+    dataset: str = option("digits", "digits, diabetes, or KIND:PATH (the kinds and their file layouts are listed "
+                          "at the end of this help)", group=DATA)
     task: str = option("auto", "classification or regression (auto: what the dataset holds)",
                        choices=("auto", "classification", "regression"), group=DATA)
     target: str | None = option(None, "the target column of a csv table (default: the column named label)", group=DATA)
@@ -95,6 +95,9 @@ class Settings:
                                  "autotuning (slower; CPU runs are deterministic anyway)", group=EXECUTION)
     parallel_trials: int = option(1, "run up to N (strategy, trial) runs at once, each in its own process sharing "
                                   "the device; the results equal those of one at a time", at_least=1, group=EXECUTION)
+    keep_models: str = option("last", "the models kept in OUT/checkpoints when a run ends: none, last (the final "
+                              "model of every strategy and trial) or all (every cycle's)",
+                              choices=("none", "last", "all"), group=EXECUTION)
     plugins: list[str] = option([], "Python files or modules to import first: your own acquisitions, objectives, "
                                 "models, readers or tasks (they register themselves)", group=EXECUTION)
     #: the options of objectives and acquisitions that were given (``loss_weight``...), by name
@@ -137,7 +140,7 @@ CORE_SPECS: list[Spec] = specs_of(Settings)
 CORE_NAMES: frozenset[str] = frozenset(s.name for s in CORE_SPECS)
 
 #: settings that say how a run is executed, not what it computes: a resumed run may change them
-EXECUTION_FIELDS: tuple[str, ...] = ("out", "device", "parallel_trials")
+EXECUTION_FIELDS: tuple[str, ...] = ("out", "device", "parallel_trials", "keep_models")
 
 
 def spec_of(name: str) -> Spec:

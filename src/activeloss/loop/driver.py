@@ -9,6 +9,7 @@ stops with its batch pending.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,8 @@ class NoProgress:
 class Driver:
     """Runs units of a :class:`Plan` into a store; one per process (parallel workers hold their own)."""
 
-    def __init__(self, plan: Plan, out: Path, oracle: Oracle | None = None, progress: bool = True) -> None:
+    def __init__(self, plan: Plan, out: Path, oracle: Oracle | None = None, progress: bool = True,
+                 estimate: int = 0) -> None:
         self.plan = plan
         self.out = Path(out)
         self.data: Dataset = plan.data
@@ -62,6 +64,9 @@ class Driver:
         self.progress = progress and distributed.is_main()
         self.write_csv = True  # results.csv after every cycle (parallel workers leave it to the parent)
         self._inputs: dict[tuple, Inputs] = {}
+        #: print the plan's training time estimated from the first epoch, for this many processes (0: don't)
+        self.estimate = estimate
+        self._fit_started = 0.0
 
     def inputs_for(self, run: Run) -> Inputs:
         """The data on the device, shared by every run with the same augmentation and layout."""
@@ -76,9 +81,38 @@ class Driver:
     def learner(self, store: Store | None, run: Run, trial: int, bar: Any) -> Learner:
         def progress(epoch: int, epochs: int) -> None:
             bar.set_postfix_str(f"epoch {epoch}/{epochs}", refresh=False)
+            if self.estimate and epoch == min(2, epochs):  # the first epoch pays one-off warm-ups
+                now = time.perf_counter()
+                seconds, self._fit_started = now - self._fit_started, now
+                if epoch == 2:
+                    self._print_estimate(seconds, learner.num_labeled, run, bar)
+            elif self.estimate and epoch == 1:
+                self._fit_started = time.perf_counter()
 
-        return Learner.for_run(run, self.data, self.device, store, trial, inputs=self.inputs_for(run),
-                               progress=progress)
+        learner = Learner.for_run(run, self.data, self.device, store, trial, inputs=self.inputs_for(run),
+                                  progress=progress)
+        return learner
+
+    def _print_estimate(self, seconds: float, labeled: int, run: Run, bar: Any) -> None:
+        """Once: the whole plan's training time, scaled from one epoch by the number of batches every
+        epoch of the plan trains on (a rough figure: strategies differ; evaluation and queries come on
+        top)."""
+        workers, self.estimate = self.estimate, 0
+
+        def batches(r: Run, cycle: int) -> int:
+            s = r.settings
+            return -(-(int(s.initial or 0) + cycle * int(s.budget or 0)) // int(s.batch_size or 1))
+
+        total = sum(int(r.settings.epochs or 0) * batches(r, c) * r.settings.trials
+                    for r in self.plan.runs for c in range(int(r.settings.cycles or 0)))
+        guess = seconds / max(1, -(-labeled // int(run.settings.batch_size or 1))) * total / workers
+        text = (f"activeloss: one epoch on {labeled} items took {seconds:.2g} s: the plan's training should take "
+                f"about {_duration(guess)}{f' on {workers} processes' if workers > 1 else ''} (evaluation and "
+                "queries come on top)")
+        if hasattr(bar, "write"):
+            bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def initial_items(self, run: Run, trial: int) -> torch.Tensor:
         """The random initial labeled set: the same for every strategy of a trial (it depends on
@@ -114,6 +148,8 @@ class Driver:
                 learner.query(int(s.budget or 0))
                 continue
             batch = learner.pending()
+            if batch is None:
+                self._fit_started = time.perf_counter()
             if batch is not None:
                 labels = self._ask(self.oracle, batch.items, trial)
                 if labels is None:
@@ -149,3 +185,12 @@ class Driver:
         elif outcome.status == "waiting":
             print(f"{run.name} trial {trial}: waiting for the labels of its pending batch ({outcome.labeled} labeled)",
                   file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    """``"3 h 10 min"``, ``"12 min"``, ``"40 s"``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+    if seconds >= 60:
+        return f"{round(seconds / 60)} min"
+    return f"{max(1, round(seconds))} s"

@@ -9,6 +9,7 @@ and drives one learner per (strategy, trial) unit, one after the other, in worke
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ class Experiment:
     def __init__(self, plan: Plan, out: Path | str, oracle: Oracle | None = None, progress: bool = True) -> None:
         self.plan = plan
         self.out = Path(out)
-        self.driver = Driver(plan, self.out, oracle=oracle, progress=progress)
+        self.driver = Driver(plan, self.out, oracle=oracle, progress=progress, estimate=1 if progress else 0)
 
     @property
     def settings(self) -> Settings:
@@ -124,7 +125,10 @@ def run(settings: Settings, resume: bool = False, progress: bool = True,
             stored = Store.in_folder(out)
             saved = stored.get_meta("settings")
             stored.close()
-            given = {"out": str(out), **{k: getattr(settings, k) for k in EXECUTION_FIELDS if k != "out"}}
+            # how it executes may change on resume; an option left at its default keeps the stored value
+            default = Settings()
+            given = {"out": str(out), **{k: getattr(settings, k) for k in EXECUTION_FIELDS
+                                         if k != "out" and getattr(settings, k) != getattr(default, k)}}
             return Settings.from_dict(saved, origin=str(out / "store.sqlite")).merged(given)
         if Store.exists_in(out):
             raise ConfigError(f"{out} already holds a run; resume it with --resume --out {out}, "
@@ -133,10 +137,48 @@ def run(settings: Settings, resume: bool = False, progress: bool = True,
 
     chosen = distributed.on_main(settings_of_folder, share=True)
     assert chosen is not None
-    the_plan = plan(chosen)
+    created = distributed.on_main(lambda: [] if resume else writable_folder(out), share=True) or []
+    try:
+        the_plan = plan(chosen)
+    except BaseException:
+        distributed.on_main(lambda: remove_empty(created))  # a run that cannot start leaves nothing behind
+        raise
     if on_plan and distributed.is_main():
         on_plan(the_plan)
     return Experiment(the_plan, out, oracle=oracle, progress=progress).run(resume=resume)
+
+
+def writable_folder(out: Path) -> list[Path]:
+    """Make sure ``out`` can be written before any work (loading data can take minutes): create
+    it and its missing parents and write a probe file; returns the folders it created."""
+    missing = []
+    existing = out
+    while not existing.exists():
+        missing.append(existing)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, not a folder")
+    created: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+        probe = out / f".activeloss-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        remove_empty(created)
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return created
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a run created, innermost first, if they are still empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 __all__ = ["Experiment", "Outcome", "Plan", "dataset_fingerprint", "plan", "run"]

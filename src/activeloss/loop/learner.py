@@ -281,6 +281,15 @@ class Learner:
         assert self.model is not None and self.objective is not None
         return self.model, self.objective
 
+    def model_at(self, cycle: int | None = None) -> nn.Module:
+        """The trained model of ``cycle`` (default: the latest), loaded from the run's folder when
+        it is not the one in memory: e.g. ``Learner.open(out, "llal").model_at()`` after a run.
+        Its inputs are normalised like the learner's (``learner.inputs``)."""
+        cycle = self.cycle if cycle is None else cycle
+        if cycle < 0:
+            raise PoolError("no model yet: this run has not trained a cycle")
+        return self._model_of(cycle)[0]
+
     def _calibrate(self) -> None:
         """Fit the task to the targets known before the first training (fixed for the run)."""
         first = (self.pool.label_cycle == 0).nonzero().flatten()
@@ -319,8 +328,9 @@ class Learner:
         seconds = time.perf_counter() - t0
         if self.store is not None:
             self.checkpoints.save(cycle, model, objective)
-            self.store.record_fit(self.run_id, cycle, int(labeled.numel()), seconds)
-            self.checkpoints.drop(keep=cycle)
+            self.store.record_fit(self.run_id, cycle, int(labeled.numel()), seconds, time.perf_counter() - t0)
+            if self.settings.keep_models != "all":
+                self.checkpoints.drop(keep=cycle)
         self.cycle, self._model_cycle, self._evaluated, self._queries = cycle, cycle, False, 0
         return seconds
 
@@ -330,26 +340,31 @@ class Learner:
         need; ``keep_losses`` also keeps every test item's real and predicted loss."""
         if self.cycle < 0:
             raise PoolError("no model yet: fit() first")
+        t0 = time.perf_counter()
         model, objective = self._model_of(self.cycle)
         s = self.settings
         result = evaluate(model, objective, self.task, self.inputs, s.eval_batch_size, self.taps, self._forward)
         metrics, arrays = self._metrics(result, keep_losses)
         if self.taps is not None:
             self.taps.clear()
+        t1 = time.perf_counter()
+        if distributed.is_main():  # the figures' arrays: eval mode, generators of their own (nothing the loop draws)
+            arrays.update(self.task.diagnostics(
+                result.outputs, self.data.y_test, self.data.num_classes, self._outputs, self.labeled, self.unlabeled,
+                generator(self.seed, "confidence", self.trial, self.cycle)))
+        _synchronize(self.device)
+        t2 = time.perf_counter()
         if self.store is not None:
-            self.store.record_evaluation(self.run_id, self.cycle, metrics, arrays)
+            self.store.record_evaluation(self.run_id, self.cycle, metrics, arrays, eval_seconds=t1 - t0,
+                                         diagnostics_seconds=t2 - t1, wall_seconds=t2 - t0)
         self._evaluated = True
         return metrics
 
     def _metrics(self, result: Evaluation, keep_losses: bool) -> tuple[dict[str, float], dict[str, list]]:
-        """The cycle's metrics, and the task's per-cycle arrays (eval mode, generators of their
-        own, so they change nothing the loop draws); only rank 0 computes the arrays."""
+        """The cycle's metrics, with the loss predictor's ranking accuracy (and, with
+        ``keep_losses``, every test item's real and predicted loss)."""
         metrics = dict(result.metrics)
         arrays: dict[str, list] = {}
-        if distributed.is_main():
-            arrays = self.task.diagnostics(
-                result.outputs, self.data.y_test, self.data.num_classes, self._outputs, self.labeled, self.unlabeled,
-                generator(self.seed, "confidence", self.trial, self.cycle))
         if result.predicted_losses is not None:
             finite = bool(torch.isfinite(result.predicted_losses).all())  # a diverged module has no ranking
             metrics["ranking_accuracy"] = (ranking_accuracy(result.predicted_losses, result.losses)
@@ -375,6 +390,7 @@ class Learner:
         pending until its labels are taught.  Items already pending are never chosen again."""
         if self.cycle < 0:
             raise PoolError("no model yet: fit() before query()")
+        started = time.perf_counter()
         model, objective = self._model_of(self.cycle)
         s = self.settings
         pending = self.pending()
@@ -405,7 +421,7 @@ class Learner:
         seconds = time.perf_counter() - t0
         if self.store is not None:
             rows = list(zip(chosen.tolist(), scores.tolist() if scores is not None else [None] * k))
-            self.store.record_query(self.run_id, self.cycle, rows, seconds)
+            self.store.record_query(self.run_id, self.cycle, rows, seconds, time.perf_counter() - started)
         self._queries += 1
         return Batch(chosen, scores, self.cycle)
 
@@ -434,11 +450,14 @@ class Learner:
     #: whether ``data.y_train`` holds the true targets (a simulation): kept beside the given labels
     truth_known = True
 
-    def finish(self, keep_model: bool = False) -> None:
-        """Mark the run done and drop its checkpoints (the last one too unless ``keep_model``)."""
+    def finish(self) -> None:
+        """Mark the run done and keep the models ``keep_models`` says (none, the last, all)."""
         if self.store is not None:
             self.store.set_status(self.run_id, "done")
-            self.checkpoints.drop(keep=self.cycle if keep_model else None)
+            if self.settings.keep_models == "none":
+                self.checkpoints.drop()
+            elif self.settings.keep_models == "last":
+                self.checkpoints.drop(keep=self.cycle)
         if self.taps is not None:
             self.taps.remove()
             self.taps = None

@@ -94,7 +94,7 @@ class Pool:
 
 def initial_classes(num_classes: int, m: int, gen: torch.Generator) -> list[int]:
     """``m`` of the ``num_classes`` classes, chosen at random (sorted): the classes a biased
-    initial pool may come from (DNAL's robustness protocol, METHODS.md section 6)."""
+    initial pool may come from (DNAL's robustness protocol)."""
     if not 1 <= m <= num_classes:
         raise ConfigError(f"--initial-classes {m} is out of range: the dataset has {num_classes} classes")
     return sorted(torch.randperm(num_classes, generator=gen)[:m].tolist())

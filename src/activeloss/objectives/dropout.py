@@ -1,8 +1,8 @@
 """MC-Dropout as a training objective: a dropout layer in front of the classifier.
 
 The CIFAR ResNet-18 and VGG16 of the papers (and the small models here) have no
-dropout, so BALD / MC-entropy would have nothing stochastic to sample.  Following
-METHODS.md section 7 [choice], the ``mc-dropout`` objective replaces ``model.classifier``
+dropout, so BALD / MC-entropy would have nothing stochastic to sample.  Our choice: the
+``mc-dropout`` objective replaces ``model.classifier``
 by ``nn.Sequential(SeededDropout(p), old_classifier)`` - the same ``nn.Linear`` object,
 so its weights are kept - and the model is trained with that dropout active.  A model
 that already contains dropout modules is left exactly as it is.

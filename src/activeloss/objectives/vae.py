@@ -1,6 +1,6 @@
 """VAAL and SRAAL: a VAE and a discriminator on its latent, trained beside the task model.
 
-One module for both methods (METHODS.md section 7):
+One module for both methods:
 
 * **VAAL** (Sinha, Ebrahimi and Darrell, Variational Adversarial Active Learning, ICCV
   2019): a VAE learns a latent space from labeled *and* unlabeled items while trying to
@@ -46,7 +46,8 @@ Choices [choice], each a setting or documented here:
   labeled items (weight 1) together with the VAE; OUI uses the task model in eval mode on
   the discriminator step's unlabeled batch.  SRAAL's initial labeled pool by k-center
   greedy in the latent space is **not** reproduced: the loop draws one random initial set
-  per trial for every strategy (METHODS.md rule 8.2), so SRAAL starts like the others.
+  per trial for every strategy (differences must come from the methods alone), so SRAAL starts like the
+  others.
 """
 from __future__ import annotations
 

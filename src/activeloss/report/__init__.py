@@ -197,7 +197,7 @@ def _write_outputs(col: Collection, out: Path, info: MetricInfo, reach: Sequence
     rows = col.rows
     files = [out / "results.csv"]
     write_rows_csv(rows, files[0], extra=("seed", "folder") if combined else (), primary=(col.primary_metric,))
-    spec = col.dataset.get("spec", "")
+    spec = dataset_title(col.dataset)
     colors = palette(col.strategies)
     plot_curves(rows, out / "curves.png", metric=info, reach=reach, colors=colors,
                 title=f"{spec}: test {info.label} vs labels (mean ± std over trials)".lstrip(": "))
@@ -244,8 +244,9 @@ def confidence_at(col: Collection, cycle: int, labels: dict[str, int]) -> dict[s
         unl = col.array(run, cycle, "confidence_unlabeled")
         if lab is None or unl is None:
             continue
+        edges = col.array(run, cycle, "confidence_edges") or list(np.linspace(0, 1, len(lab) + 1))  # older stores
         h = out.setdefault(run.strategy, {"labeled": np.zeros(len(lab)), "unlabeled": np.zeros(len(unl)),
-                                          "trials": 0, "labels": labels.get(run.strategy, "?")})
+                                          "trials": 0, "labels": labels.get(run.strategy, "?"), "edges": edges})
         h["labeled"] = h["labeled"] + np.asarray(lab, dtype=float)
         h["unlabeled"] = h["unlabeled"] + np.asarray(unl, dtype=float)
         h["trials"] += 1
@@ -273,3 +274,10 @@ def _markdown_file(col: Collection, tables: list[Table], figures: list[Path], pa
         rel = os.path.relpath(fig.resolve(), path.resolve().parent)
         lines += [f"![{fig.stem}]({rel})", ""]
     return "\n".join(lines)
+
+
+def dataset_title(meta: dict[str, Any]) -> str:
+    """The dataset's name for a figure's title, never a full path: ``digits``, ``mnist``, ``concrete``
+    (``uci:.../concrete``), ``cifar10-jpg`` (``folder:/data/cifar10-jpg``), ``train`` (``csv:train.csv``)."""
+    kind, _, path = str(meta.get("spec", "")).partition(":")
+    return Path(path.strip()).stem if path.strip() else kind.strip()

@@ -170,31 +170,39 @@ def plot_confidence(hists: dict[str, dict[str, Any]], path: str | Path, cycle: i
     """Confidence (top softmax probability) of the labeled items vs a sample of the unlabeled pool,
     one panel per strategy, as the share of items per bin (counts pooled over trials).
 
-    The share is on a log scale: once a model fits, almost every item sits in the last bin and
-    what tells strategies apart is the low-confidence tail.
+    The bins are drawn side by side, equally wide, whatever their span: a fitted model puts
+    almost every item above 0.95, so the fine bins up there (0.99, 0.999...) are what tells the
+    labeled items from the unlabeled ones.  The share is on a log scale, the unlabeled items
+    filled and the labeled ones a line on top, so both show where they overlap.
     """
     floor = 0.05  # % of items: the bottom of the log axis
-    fig, axes = _grid(len(hists), 3.7, 3.0, max_cols=4)
+    fig, axes = _grid(len(hists), 3.9, 3.1, max_cols=4)
     for ax, (strategy, h) in zip(axes, hists.items()):
-        for key, color, name in (("labeled", "tab:blue", "labeled"), ("unlabeled", "tab:orange", "unlabeled (sample)")):
+        edges = np.asarray(h.get("edges") or np.linspace(0, 1, len(h["labeled"]) + 1), dtype=float)
+        slots = np.arange(edges.size)
+        centers = (edges[:-1] + edges[1:]) / 2
+        for key, color, name, filled in (("unlabeled", "tab:orange", "unlabeled (sample)", True),
+                                         ("labeled", "tab:blue", "labeled", False)):
             counts = np.asarray(h[key], dtype=float)
             if counts.sum() == 0:
                 continue
-            edges = np.linspace(0, 1, counts.size + 1)
             share = np.maximum(counts / counts.sum() * 100, floor)
-            centers = (edges[:-1] + edges[1:]) / 2
             mean = float((centers * counts).sum() / counts.sum())
-            ax.stairs(share, edges, baseline=floor, fill=True, alpha=0.3, color=color)
-            ax.stairs(share, edges, color=color, lw=1.4, label=f"{name}: n={int(counts.sum())}, mean ≈ {mean:.2f}")
+            if filled:
+                ax.stairs(share, slots, baseline=floor, fill=True, alpha=0.35, color=color)
+            ax.stairs(share, slots, color=color, lw=1.2 if filled else 2.0, zorder=3 if not filled else 2,
+                      label=f"{name}: n={int(counts.sum())}, mean {mean:.3f}")
         ax.set_title(f"{strategy} ({h['labels']} labels, {h['trials']} trial{'s' if h['trials'] != 1 else ''})",
                      fontsize=10)
-        ax.set_xlim(0, 1)
+        ax.set_xlim(0, edges.size - 1)
+        ticks = slots if edges.size <= 12 else slots[::max(1, edges.size // 6)]
+        ax.set_xticks(ticks, [f"{edges[i]:g}" for i in ticks], fontsize=7, rotation=45)
         ax.set_yscale("log")
         ax.set_ylim(floor, 1000)  # headroom above 100% for the legend
         ax.set_yticks([0.1, 1, 10, 100], ["0.1", "1", "10", "100"])
         ax.grid(alpha=0.3)
-        ax.legend(frameon=False, fontsize=7.5, loc="upper center")
-        ax.set_xlabel("confidence (top softmax probability)", fontsize=9)
+        ax.legend(frameon=False, fontsize=7.5, loc="upper left")
+        ax.set_xlabel("confidence (top softmax probability), bin edges", fontsize=9)
         ax.set_ylabel("% of items (log scale)", fontsize=9)
     fig.suptitle(f"Model confidence at cycle {cycle}: the labeled items vs a seeded random sample of the "
                  f"unlabeled pool (counts pooled over trials)", fontsize=11)
@@ -221,7 +229,12 @@ def plot_per_class(per_class: dict[str, np.ndarray], class_names: Sequence[str],
     uneven = len(set(counts.values())) > 1
     title = (f"Per-class test accuracy at cycle {cycle} (mean{' ± std' if trials > 1 else ''} over "
              + ("trials)" if uneven else f"{trials} trial{'s' if trials != 1 else ''})"))
-    legend = {s: f"{s} ({labels[s]} labels" + (f", {counts[s]} trials)" if uneven else ")") for s in strategies}
+    same_labels = len({labels[s] for s in strategies}) == 1
+    if same_labels:  # said once in the title rather than in every legend entry
+        title = title.replace(f"at cycle {cycle} ", f"at cycle {cycle} ({labels[strategies[0]]} labels) ")
+    legend = {s: s + (f" ({labels[s]} labels" if not same_labels else "")
+              + ((", " if not same_labels else " (") + f"{counts[s]} trials)" if uneven else
+                 (")" if not same_labels else "")) for s in strategies}
     if num_classes <= 20:
         width = max(8.0, min(22.0, 1.0 + num_classes * (0.25 + 0.09 * len(strategies))))
         fig, ax = plt.subplots(figsize=(width, 5.2), dpi=150)

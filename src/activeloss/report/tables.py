@@ -241,38 +241,56 @@ def _trials_text(data: dict[str, dict[int, dict[str, Any]]]) -> str:
     return "trials (" + ", ".join(f"{s}: {n}" for s, n in counts.items()) + ")"
 
 
+#: the phases of a trial's wall time, as the store names their seconds
+PHASES = (("train", "train_seconds"), ("evaluation", "eval_seconds"), ("diagnostics", "diagnostics_seconds"),
+          ("query", "query_seconds"))
+
+
 def timing(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
-    """strategy -> {train, query, total}: one value per trial (mean train seconds per cycle, mean query
-    seconds per cycle with a query, total seconds of the trial)."""
-    per: dict[str, dict[tuple[int, int], dict[str, list[float]]]] = {}
+    """strategy -> lists with one value per trial: ``train`` and ``query`` (mean seconds per cycle,
+    the query over the cycles that had one), the trial's total seconds of each phase (``train_total``,
+    ``evaluation_total``, ``diagnostics_total``, ``query_total``), its ``wall`` time (every step end
+    to end) and ``other`` (wall minus the phases: checkpoints and the store).  A store written before
+    the evaluation and wall times were kept has neither: its wall is train + query."""
+    per: dict[str, dict[tuple[int, int], list[dict[str, Any]]]] = {}
     for row in rows:
-        cell = per.setdefault(row["strategy"], {}).setdefault(trial_key(row), {"train": [], "query": []})
-        cell["train"].append(row["train_seconds"])
-        if row.get("queried", row["query_seconds"] > 0):
-            cell["query"].append(row["query_seconds"])
+        per.setdefault(row["strategy"], {}).setdefault(trial_key(row), []).append(row)
     out: dict[str, dict[str, list[float]]] = {}
     for strategy, trials in per.items():
-        out[strategy] = {
-            "train": [float(np.mean(t["train"])) for t in trials.values()],
-            "query": [float(np.mean(t["query"])) for t in trials.values() if t["query"]],
-            "total": [float(np.sum(t["train"]) + np.sum(t["query"])) for t in trials.values()],
-        }
+        stats: dict[str, list[float]] = {"train": [], "query": [], "wall": [], "other": []}
+        for cycles in trials.values():
+            stats["train"].append(float(np.mean([r["train_seconds"] for r in cycles])))
+            queried = [r["query_seconds"] for r in cycles if r.get("queried", r["query_seconds"] > 0)]
+            if queried:
+                stats["query"].append(float(np.mean(queried)))
+            totals = {name: float(sum(r.get(key) or 0.0 for r in cycles)) for name, key in PHASES}
+            for name, value in totals.items():
+                stats.setdefault(f"{name}_total", []).append(value)
+            recorded = all(r.get("wall_seconds") for r in cycles)
+            wall = float(sum(r["wall_seconds"] for r in cycles)) if recorded else totals["train"] + totals["query"]
+            stats["wall"].append(wall)
+            stats["other"].append(max(0.0, wall - sum(totals.values())) if recorded else float("nan"))
+        out[strategy] = stats
     return out
 
 
 def timing_table(rows: list[dict[str, Any]]) -> Table | None:
-    """Mean train and query seconds per cycle (cycles with a query only), mean ± std over trials."""
+    """Seconds per trial: each phase and the wall time they add up to, mean ± std over trials."""
     per = timing(rows)
     if not per:
         return None
-    table = Table("seconds per cycle (query: cycles with a query), mean ± std over trials",
-                  ["strategy", "train s / cycle", "query s / cycle", "total s / trial"], [], align="lrrr")
+    detailed = any(not math.isnan(v) for t in per.values() for v in t["other"])
+    names = [name for name, _ in PHASES] if detailed else ["train", "query"]
+    header = ["strategy", *[f"{n} s" for n in names]] + (["other s"] if detailed else []) + ["wall s / trial"]
+    title = ("seconds per trial, mean ± std over trials: the phases add up to the wall time (other: "
+             "checkpoints and the store)" if detailed else
+             "seconds per trial (train and query; this store predates the other timings), mean ± std over trials")
+    table = Table(title, header, [], align="l" + "r" * (len(header) - 1))
     for strategy, t in per.items():
-        table.body.append([
-            strategy, _seconds(t["train"]),
-            _seconds(t["query"]) if t["query"] else "",
-            _seconds(t["total"]),
-        ])
+        cells = [_seconds(t[f"{n}_total"]) for n in names]
+        if detailed:
+            cells.append(_seconds(t["other"]) if not any(math.isnan(v) for v in t["other"]) else "")
+        table.body.append([strategy, *cells, _seconds(t["wall"])])
     return table
 
 

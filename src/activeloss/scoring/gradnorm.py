@@ -2,7 +2,7 @@
 
 For each input x the score is the norm of d H(x) / d theta, where H is the entropy of
 softmax(model(x)) and theta all trainable parameters, with the model in eval mode
-(METHODS.md section 4).  The public code runs one backward pass per sample; this module
+(LPLgrad, Ent-GradNorm).  The public code runs one backward pass per sample; this module
 gets the same numbers from ONE batched forward and ONE batched backward:
 
 * forward hooks record the input ``a`` of every layer that owns trainable parameters and

@@ -13,8 +13,9 @@ from .base import CLASSES, PROBABILITIES, Metric, Task
 if TYPE_CHECKING:
     from ..data import Dataset
 
-#: equal bins of the confidence histograms on [0, 1]
-CONFIDENCE_BINS = 20
+#: edges of the confidence histograms: coarse where few items are, fine near 1, where a fitted model
+#: puts almost every item and where the labeled and unlabeled items still differ
+CONFIDENCE_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999, 1.0)
 #: at most this many unlabeled items are scored per cycle for the confidence figure
 UNLABELED_SAMPLE = 2000
 
@@ -82,6 +83,7 @@ class ClassificationTask(Task):
             unlabeled = unlabeled[torch.randperm(unlabeled.numel(), generator=gen)[:UNLABELED_SAMPLE]].sort().values
         return {
             "per_class_accuracy": per_class_accuracy(self.predict(outputs), targets, num_classes),
+            "confidence_edges": list(CONFIDENCE_EDGES),
             "confidence_labeled": histogram(confidence(pool_outputs(labeled))),
             "confidence_unlabeled": histogram(confidence(pool_outputs(unlabeled))),
         }
@@ -102,7 +104,8 @@ def confidence(outputs: torch.Tensor) -> torch.Tensor:
     return outputs.float().softmax(dim=1).amax(dim=1).cpu()
 
 
-def histogram(values: torch.Tensor, bins: int = CONFIDENCE_BINS) -> list[int]:
-    """Counts in ``bins`` equal bins on [0, 1] (a value of exactly 1 falls in the last bin)."""
-    idx = (values.double() * bins).floor().long().clamp_(0, bins - 1)
-    return torch.bincount(idx, minlength=bins).tolist()
+def histogram(values: torch.Tensor, edges: tuple[float, ...] = CONFIDENCE_EDGES) -> list[int]:
+    """Counts of ``values`` in the bins ``[edges[i], edges[i+1])`` (a value of exactly 1 falls in the last)."""
+    inner = torch.tensor(edges[1:-1], dtype=torch.float64)
+    idx = torch.bucketize(values.double(), inner, right=True)
+    return torch.bincount(idx, minlength=len(edges) - 1).tolist()

@@ -1,4 +1,4 @@
-"""Named protocols of METHODS.md, shipped as TOML files beside this module.
+"""Named protocols of the source papers, shipped as TOML files beside this module.
 
 Each ``NAME.toml`` holds a ``description`` (one line for ``activeloss presets``), a
 ``reference``, ``for_dataset`` (the data the protocol was written for) and settings

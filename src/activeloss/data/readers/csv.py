@@ -22,7 +22,8 @@ from .common import (
     stratified_split_text,
 )
 
-DESCRIPTION = "csv:FILE.csv with a header row, a 'label' column and numeric feature columns"
+DESCRIPTION = ("csv:FILE.csv with a header row, numeric feature columns and a target column (label, or the one "
+               "--target names; real-valued targets are regression)")
 
 #: the target column when the run names none
 DEFAULT_TARGET = "label"

@@ -12,7 +12,8 @@ from ..images import is_image_file, load_images
 from .base import READERS, Reader, ReadOptions
 from .common import make_dataset, need_dir, stratified_split, stratified_split_text
 
-DESCRIPTION = "folder:DIR of class sub-folders of images, or DIR/train and DIR/test of them"
+DESCRIPTION = ("folder:DIR of class sub-folders of images (DIR/<class>/<image>, all one size), or DIR/train and "
+               "DIR/test (or DIR/val) of them")
 
 
 def _class_dirs(root: Path) -> list[str]:

@@ -22,7 +22,8 @@ from .common import (
     stratified_split_text,
 )
 
-DESCRIPTION = "npz:FILE.npz with arrays x, y and optionally x_test, y_test, class_names"
+DESCRIPTION = ("npz:FILE.npz with arrays x (images N,C,H,W or N,H,W(,C) uint8 or floats in [0, 1]; or rows N,D), y, "
+               "and optionally x_test, y_test, class_names")
 
 _TARGET_NAMES = ("y", "y_test")
 
