@@ -37,6 +37,9 @@ bench: install
 	$(BIN)/python bench/bench_gradnorm.py
 	$(BIN)/python bench/bench_kcenter.py
 	$(BIN)/python bench/bench_protocol.py
+	# the small configuration where fixed costs dominate (docs/performance.md)
+	$(BIN)/python bench/bench_protocol.py --n 50000 --test 1000 --cycles 2 --epochs 2 --initial 256 --budget 256 \
+		--subset 1024 --batch-size 128 --threads 2 --model resnet18 --strategy llal
 	$(BIN)/python bench/bench_throughput.py
 
 clean:

@@ -26,8 +26,6 @@ except ImportError:  # running from a checkout without installing
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 from activeloss import Settings, Store, run  # noqa: E402
-from activeloss.loop import learner as learner_module  # noqa: E402
-from activeloss.loop.plan import choose_device  # noqa: E402
 
 
 def synthetic_npz(path: Path, n: int, n_test: int, classes: int, seed: int) -> None:
@@ -57,21 +55,10 @@ def main() -> None:
                     help="default: on for CUDA, off on CPU")
     ap.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
     ap.add_argument("--deterministic", action="store_true")
+    ap.add_argument("--diagnostics", default="last", choices=("every", "last", "none"),
+                    help="when the confidence histograms of the figures are recorded")
     args = ap.parse_args()
 
-    evaluation_seconds: list[float] = []
-    real_evaluate = learner_module.evaluate
-
-    def timed_evaluate(*a, **kw):
-        device = choose_device(args.device)
-        t0 = time.perf_counter()
-        result = real_evaluate(*a, **kw)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        evaluation_seconds.append(time.perf_counter() - t0)
-        return result
-
-    learner_module.evaluate = timed_evaluate  # the learner times train and query itself; this adds the test phase
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "synthetic.npz"
         synthetic_npz(npz, args.n, args.test, 10, seed=0)
@@ -81,6 +68,7 @@ def main() -> None:
             out=str(Path(tmp) / "out"), augment="flip,crop", device=args.device, threads=args.threads,
             eval_batch_size=args.eval_batch_size, trials=args.trials, parallel_trials=args.parallel_trials,
             channels_last=args.channels_last, compile=args.compile, deterministic=args.deterministic,
+            diagnostics=args.diagnostics,
         )
         t0 = time.perf_counter()
         store = run(settings, progress=False)
@@ -95,24 +83,21 @@ def main() -> None:
           f"epochs={args.epochs} batch={args.batch_size} subset={args.subset} threads={torch.get_num_threads()} "
           f"channels_last={args.channels_last} compile={args.compile} deterministic={args.deterministic} "
           f"trials={args.trials} parallel={args.parallel_trials}")
-    # the test phase is timed in this process only: with --parallel-trials the workers' is not seen
-    tests = evaluation_seconds if len(evaluation_seconds) == len(rows) else [float("nan")] * len(rows)
     print(f"{'trial':>5} {'cycle':>5} {'labeled':>8} {'train s':>9} {'train img/s':>12} {'test s':>8} "
-          f"{'test img/s':>11} {'query s':>8} {'query img/s':>12}")
-    for row, test_s in zip(rows, tests):
+          f"{'test img/s':>11} {'diag s':>8} {'query s':>8} {'query img/s':>12} {'wall s':>8}")
+    for row in rows:
         seen = row["labeled"] * args.epochs
         candidates = min(args.subset or args.n, args.n - row["labeled"])
-        query = row["query_seconds"]
+        query, test = row["query_seconds"], row["eval_seconds"]
         print(f"{row['trial']:>5} {row['cycle']:>5} {row['labeled']:>8} {row['train_seconds']:>9.2f} "
-              f"{seen / row['train_seconds']:>12.0f} {test_s:>8.2f} {args.test / test_s:>11.0f} {query:>8.2f} "
-              f"{(candidates / query if query > 0 else float('nan')):>12.0f}")
-    train = sum(r["train_seconds"] for r in rows)
-    query = sum(r["query_seconds"] for r in rows)
-    test = sum(tests)
-    print(f"total {total:.1f} s for {args.trials} trial(s), {total / args.trials:.1f} s per trial: "
-          f"train {train:.1f} s, test {test:.1f} s, query {query:.1f} s (summed over trials; with --parallel-trials "
-          f"they overlap in time)")
-
+              f"{seen / row['train_seconds']:>12.0f} {test:>8.2f} {args.test / test:>11.0f} "
+              f"{row['diagnostics_seconds']:>8.2f} {query:>8.2f} "
+              f"{(candidates / query if query > 0 else float('nan')):>12.0f} {row['wall_seconds']:>8.2f}")
+    sums = {k: sum(r[f"{k}_seconds"] for r in rows) for k in ("train", "eval", "diagnostics", "query", "wall")}
+    print(f"whole run {total:.1f} s for {args.trials} trial(s); the trials' steps: train {sums['train']:.1f} s, test "
+          f"{sums['eval']:.1f} s, diagnostics {sums['diagnostics']:.1f} s, query {sums['query']:.1f} s, wall "
+          f"{sums['wall']:.1f} s (summed over trials; with --parallel-trials they overlap in time); the rest of "
+          f"the whole run is data preparation and set-up")
 
 if __name__ == "__main__":
     main()

@@ -250,18 +250,10 @@ def test_config_file_settings_and_cli_override(tmp_path, tiny_npz):
 
 
 def _strategies_for(task: str) -> list[str]:
-    from activeloss.errors import ConfigError
-    from activeloss.strategies import STRATEGIES
+    from activeloss.strategies import named_for
     from activeloss.tasks import task_type
 
-    names = []
-    for name in STRATEGIES:
-        try:
-            STRATEGIES.get(name).check(task_type(task))
-        except ConfigError:
-            continue
-        names.append(name)
-    return sorted(names)
+    return sorted(named_for(task_type(task)))
 
 
 def test_every_registered_strategy_runs_from_the_cli(tmp_path, capsys):

@@ -178,3 +178,18 @@ def test_the_times_add_up_and_the_plan_is_announced(reference, tmp_path, capsys)
     table = captured.out.split("seconds per trial")[1]
     assert "| strategy | train s | evaluation s | diagnostics s | query s | other s | wall s / trial |" in \
         table.replace("  ", " ").replace("  ", " ").replace("  ", " ").replace("  ", " ")
+
+
+@pytest.mark.parametrize("when, cycles", [("last", [2]), ("none", []), ("every", [0, 1, 2])])
+def test_the_costly_figure_data_is_recorded_when_asked(reference, tmp_path, when, cycles):
+    npz, ref = reference
+    out = tmp_path / when
+    args = ["run", "--dataset", f"npz:{npz}", *TINY, "--out", str(out), "--quiet"]
+    assert main([*args, *([] if when == "last" else ["--diagnostics", when])]) == 0
+    db = sqlite3.connect(out / "store.sqlite")
+    confidence = {c for c, in db.execute("SELECT DISTINCT cycle FROM arrays WHERE name = 'confidence_labeled'")}
+    per_class = {c for c, in db.execute("SELECT DISTINCT cycle FROM arrays WHERE name = 'per_class_accuracy'")}
+    db.close()
+    assert sorted(confidence) == cycles and sorted(per_class) == [0, 1, 2]  # per-class accuracy is free: always
+    assert (out / "confidence.png").exists() == bool(cycles)
+    assert _rows(out) == _rows(ref)  # what the figures record never changes the results

@@ -164,7 +164,7 @@ def test_end_to_end_run_records_the_figures_data_and_reports_every_output(tmp_pa
 
     out = tmp_path / "run"
     args = ["run", "--dataset", "digits", "--strategies", "random,llal", "--trials", "2", "--cycles", "2",
-            "--epochs", "1", "--initial", "30", "--budget", "10", "--batch-size", "16", "--quiet"]
+            "--epochs", "1", "--initial", "30", "--budget", "10", "--batch-size", "16", "--quiet", "--diagnostics", "every"]
     assert main([*args, "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| cycle | labeled |" in text and "AUBC" in text

@@ -9,7 +9,7 @@ import torch
 from activeloss import Dataset, Learner
 from activeloss.errors import ConfigError, PoolError
 from activeloss.seeding import generator
-from activeloss.strategies import STRATEGIES, get_strategy, valid_pairs
+from activeloss.strategies import get_strategy, named_for, valid_pairs
 from activeloss.tasks import task_type
 
 from conftest import make_tiny_dataset
@@ -34,15 +34,7 @@ LABELED = torch.arange(0, 90, 3)  # 30 labeled items
 def _cases() -> list[tuple[str, str]]:
     cases = []
     for task in DATA:
-        names = valid_pairs(task_type(task))
-        named = []
-        for name in STRATEGIES:
-            try:
-                STRATEGIES.get(name).check(task_type(task))
-            except ConfigError:
-                continue
-            named.append(name)
-        cases += [(task, n) for n in names + named]
+        cases += [(task, n) for n in valid_pairs(task_type(task)) + named_for(task_type(task))]
     return cases
 
 

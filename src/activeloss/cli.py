@@ -228,14 +228,15 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_strategies(_args: argparse.Namespace) -> int:
     from .acquisitions import ACQUISITIONS
     from .objectives import OBJECTIVES
-    from .strategies import STRATEGIES, valid_pairs
+    from .strategies import STRATEGIES, named_for, valid_pairs
     from .tasks import TASKS, task_type
 
     tasks = {name: task_type(name) for name in TASKS}
+    valid = {t: set(named_for(cls)) for t, cls in tasks.items()}
     print("strategies (objective + acquisition) [tasks it works on; * = in the task's default comparison]:")
     for s in STRATEGIES:
         strategy = STRATEGIES.get(s)
-        works = [t for t, cls in tasks.items() if strategy.name in _valid(strategy, cls)]
+        works = [t for t in tasks if s in valid[t]]
         marks = ", ".join(t + ("*" if t in strategy.main_for else "") for t in works)
         print(f"  {s:18s} {strategy.objective} + {strategy.acquisition} [{marks}]: {strategy.description}")
     print("\nobjectives:")
@@ -248,14 +249,6 @@ def cmd_strategies(_args: argparse.Namespace) -> int:
     print(f"\nany OBJECTIVE+ACQUISITION pair that fits the task is a strategy too ({counts}), "
           "e.g. --strategies none+entropy")
     return 0
-
-
-def _valid(strategy: Any, task: Any) -> set[str]:
-    try:
-        strategy.check(task)
-    except ConfigError:
-        return set()
-    return {strategy.name}
 
 
 def _plan_size(plan: Any) -> str:

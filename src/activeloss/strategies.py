@@ -129,6 +129,18 @@ def main_comparison(task: str = CLASSIFICATION) -> list[str]:
     return [name for name, s in STRATEGIES.items() if task in s.main_for]
 
 
+def named_for(task: type[Task] | Task) -> list[str]:
+    """The registered strategies that work on ``task``, in registration order."""
+    out = []
+    for name, strategy in STRATEGIES.items():
+        try:
+            strategy.check(task)
+        except ConfigError:
+            continue
+        out.append(name)
+    return out
+
+
 def valid_pairs(task: type[Task] | Task) -> list[str]:
     """Every ``OBJECTIVE+ACQUISITION`` pair that works on ``task`` (for contract tests and listings)."""
     out = []

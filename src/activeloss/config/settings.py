@@ -95,6 +95,10 @@ class Settings:
                                  "autotuning (slower; CPU runs are deterministic anyway)", group=EXECUTION)
     parallel_trials: int = option(1, "run up to N (strategy, trial) runs at once, each in its own process sharing "
                                   "the device; the results equal those of one at a time", at_least=1, group=EXECUTION)
+    diagnostics: str = option("last", "when to record the confidence histograms of confidence.png (a forward pass "
+                              "over the labeled items and 2,000 unlabeled ones): every cycle, the last cycle, or "
+                              "none; per-class accuracy is free and kept every cycle",
+                              choices=("every", "last", "none"), group=EXECUTION)
     keep_models: str = option("last", "the models kept in OUT/checkpoints when a run ends: none, last (the final "
                               "model of every strategy and trial) or all (every cycle's)",
                               choices=("none", "last", "all"), group=EXECUTION)
@@ -140,7 +144,7 @@ CORE_SPECS: list[Spec] = specs_of(Settings)
 CORE_NAMES: frozenset[str] = frozenset(s.name for s in CORE_SPECS)
 
 #: settings that say how a run is executed, not what it computes: a resumed run may change them
-EXECUTION_FIELDS: tuple[str, ...] = ("out", "device", "parallel_trials", "keep_models")
+EXECUTION_FIELDS: tuple[str, ...] = ("out", "device", "parallel_trials", "keep_models", "diagnostics")
 
 
 def spec_of(name: str) -> Spec:

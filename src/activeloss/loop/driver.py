@@ -139,7 +139,8 @@ class Driver:
             c = learner.cycle
             bar.set_description(f"{run.name} trial {trial} cycle {max(c, 0)}")
             if c >= 0 and not learner.evaluated:
-                metrics = learner.evaluate(keep_losses=c == last)
+                figures = s.diagnostics == "every" or (s.diagnostics == "last" and c == last)
+                metrics = learner.evaluate(keep_losses=c == last, figures=figures)
                 self._cycle_done(store, bar, metrics)
                 continue
             if c == last:

@@ -334,10 +334,11 @@ class Learner:
         self.cycle, self._model_cycle, self._evaluated, self._queries = cycle, cycle, False, 0
         return seconds
 
-    def evaluate(self, keep_losses: bool = False) -> dict[str, float]:
+    def evaluate(self, keep_losses: bool = False, figures: bool = True) -> dict[str, float]:
         """The task's metrics of the current model on the test set (plus the loss predictor's
         ranking accuracy), recorded with the cycle with the small arrays the report's figures
-        need; ``keep_losses`` also keeps every test item's real and predicted loss."""
+        need; ``keep_losses`` also keeps every test item's real and predicted loss, ``figures``
+        the arrays that cost extra forward passes (the confidence histograms)."""
         if self.cycle < 0:
             raise PoolError("no model yet: fit() first")
         t0 = time.perf_counter()
@@ -349,8 +350,10 @@ class Learner:
             self.taps.clear()
         t1 = time.perf_counter()
         if distributed.is_main():  # the figures' arrays: eval mode, generators of their own (nothing the loop draws)
+            nothing = torch.zeros(0, dtype=torch.long)
             arrays.update(self.task.diagnostics(
-                result.outputs, self.data.y_test, self.data.num_classes, self._outputs, self.labeled, self.unlabeled,
+                result.outputs, self.data.y_test, self.data.num_classes, self._outputs,
+                self.labeled if figures else nothing, self.unlabeled if figures else nothing,
                 generator(self.seed, "confidence", self.trial, self.cycle)))
         _synchronize(self.device)
         t2 = time.perf_counter()

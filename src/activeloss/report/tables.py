@@ -281,7 +281,8 @@ def timing_table(rows: list[dict[str, Any]]) -> Table | None:
         return None
     detailed = any(not math.isnan(v) for t in per.values() for v in t["other"])
     names = [name for name, _ in PHASES] if detailed else ["train", "query"]
-    header = ["strategy", *[f"{n} s" for n in names]] + (["other s"] if detailed else []) + ["wall s / trial"]
+    header = (["strategy", *[f"{n} s" for n in names]] + (["other s"] if detailed else [])
+              + ["wall s / trial" if detailed else "train + query s / trial"])
     title = ("seconds per trial, mean ± std over trials: the phases add up to the wall time (other: "
              "checkpoints and the store)" if detailed else
              "seconds per trial (train and query; this store predates the other timings), mean ± std over trials")

@@ -79,14 +79,15 @@ class ClassificationTask(Task):
                     unlabeled: torch.Tensor, gen: torch.Generator) -> dict[str, list]:
         """Per-class test accuracy (free: from the evaluation) and confidence histograms of the
         labeled items vs a seeded sample of at most ``UNLABELED_SAMPLE`` unlabeled ones."""
+        per_class = per_class_accuracy(self.predict(outputs), targets, num_classes)
+        arrays: dict[str, list] = {"per_class_accuracy": per_class}
+        if labeled.numel() == 0 and unlabeled.numel() == 0:  # the confidence figure is not wanted this cycle
+            return arrays
         if unlabeled.numel() > UNLABELED_SAMPLE:
             unlabeled = unlabeled[torch.randperm(unlabeled.numel(), generator=gen)[:UNLABELED_SAMPLE]].sort().values
-        return {
-            "per_class_accuracy": per_class_accuracy(self.predict(outputs), targets, num_classes),
-            "confidence_edges": list(CONFIDENCE_EDGES),
-            "confidence_labeled": histogram(confidence(pool_outputs(labeled))),
-            "confidence_unlabeled": histogram(confidence(pool_outputs(unlabeled))),
-        }
+        return {**arrays, "confidence_edges": list(CONFIDENCE_EDGES),
+                "confidence_labeled": histogram(confidence(pool_outputs(labeled))),
+                "confidence_unlabeled": histogram(confidence(pool_outputs(unlabeled)))}
 
 
 def per_class_accuracy(predictions: torch.Tensor, targets: torch.Tensor, num_classes: int) -> list[float | None]:
