@@ -75,3 +75,33 @@ def make_context(parts, inputs, candidates, labeled, seed: int = 0, batch_size: 
 
     return QueryContext(parts.model, parts.objective, inputs, candidates, labeled,
                         torch.Generator().manual_seed(seed), batch_size, parts.task)
+
+
+def results_rows(folder, times: bool = False) -> list[dict]:
+    """The rows of ``folder/results.csv``, without the time columns unless ``times`` (what two
+    runs that must give the same results are compared on)."""
+    import csv
+
+    with open(folder / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    return rows if times else [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rows]
+
+
+def sql_rows(db, sql: str) -> list[tuple]:
+    """The rows of ``sql`` in the SQLite file ``db`` (opened and closed for the one query)."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a subprocess that imports this checkout's activeloss."""
+    import os
+    from pathlib import Path
+
+    src = str(Path(__file__).parents[1] / "src")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))

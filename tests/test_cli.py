@@ -1,9 +1,7 @@
 """End-to-end checks of ``activeloss`` on tiny settings: output folder, determinism, resume, bad input."""
 from __future__ import annotations
 
-import csv
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -16,26 +14,14 @@ import pytest
 
 from activeloss.cli import main
 
+from conftest import results_rows, subprocess_env
+
 TINY = ["--trials", "2", "--cycles", "3", "--initial", "20", "--budget", "10", "--subset", "50",
         "--epochs", "2", "--batch-size", "16", "--model", "cnn", "--quiet"]
 
 
 def _run(args, capsys=None) -> int:
     return main(["run", *args])
-
-
-def _env() -> dict[str, str]:
-    """The environment of a subprocess that imports this checkout's activeloss."""
-    src = str(Path(__file__).parents[1] / "src")
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
-
-
-def _rows(folder: Path, drop_times: bool = True) -> list[dict]:
-    with open(folder / "results.csv") as f:
-        rows = list(csv.DictReader(f))
-    if drop_times:
-        rows = [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rows]
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +39,7 @@ def reference(tmp_path_factory):
 
 def test_output_folder_holds_store_results_and_plot(reference):
     _, out, _ = reference
-    rows = _rows(out, drop_times=False)
+    rows = results_rows(out, times=True)
     assert len(rows) == 2 * 2 * 3
     assert list(rows[0])[:5] == ["strategy", "trial", "cycle", "labeled", "accuracy"]
     assert {"train_seconds", "query_seconds"} <= set(rows[0])
@@ -89,7 +75,7 @@ def test_same_seed_same_results(reference, tmp_path):
     _, out, args = reference
     again = tmp_path / "again"
     assert _run([*args[:-1], str(again)]) == 0
-    assert _rows(again) == _rows(out)
+    assert results_rows(again) == results_rows(out)
 
 
 def test_report_reprints_the_table(reference, capsys):
@@ -105,7 +91,7 @@ def test_parallel_trials_give_the_sequential_results_and_run_order(reference, tm
     _, out, args = reference
     parallel = tmp_path / "parallel"
     assert _run([*args[:-1], str(parallel), "--parallel-trials", "3"]) == 0
-    assert _rows(parallel) == _rows(out)
+    assert results_rows(parallel) == results_rows(out)
     order = "SELECT id, strategy, trial FROM runs ORDER BY id"
     assert sqlite3.connect(parallel / "store.sqlite").execute(order).fetchall() == \
         sqlite3.connect(out / "store.sqlite").execute(order).fetchall()
@@ -132,7 +118,7 @@ def test_kill_9_and_resume_gives_the_uninterrupted_results(reference, tmp_path, 
     npz, out, args = reference
     target = tmp_path / "killed"
     cmd = [sys.executable, "-m", "activeloss", "run", *args[:-1], str(target), *parallel]
-    env = _env()
+    env = subprocess_env()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     try:
@@ -153,7 +139,7 @@ def test_kill_9_and_resume_gives_the_uninterrupted_results(reference, tmp_path, 
     finished = sqlite3.connect(target / "store.sqlite").execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
     assert 4 <= finished < 12, "the kill should land in the middle of the run"
     assert main(["run", "--resume", "--out", str(target), "--quiet", *parallel]) == 0
-    assert _rows(target) == _rows(out)
+    assert results_rows(target) == results_rows(out)
     db = sqlite3.connect(target / "store.sqlite")
     assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 4 * 40
 
@@ -232,7 +218,7 @@ def test_version_is_printed(capsys):
 
 
 def test_bad_input_from_the_installed_command_exits_2_without_traceback(tmp_path):
-    env = _env()
+    env = subprocess_env()
     proc = subprocess.run([sys.executable, "-m", "activeloss", "run", "--dataset", f"csv:{tmp_path / 'x.csv'}"],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 2
@@ -245,7 +231,7 @@ def test_config_file_settings_and_cli_override(tmp_path, tiny_npz):
                    f'budget = 5\nsubset = 0\nepochs = 1\nbatch-size = 8\n')
     out = tmp_path / "out"
     assert _run(["--config", str(cfg), "--budget", "7", "--out", str(out), "--quiet"]) == 0
-    rows = _rows(out)
+    rows = results_rows(out)
     assert [(r["strategy"], r["labeled"]) for r in rows] == [("margin", "10"), ("margin", "17")]
 
 
@@ -266,7 +252,7 @@ def test_every_registered_strategy_runs_from_the_cli(tmp_path, capsys):
     args = ["--dataset", "digits", "--strategies", ",".join(names), "--trials", "1", "--cycles", "2",
             "--initial", "30", "--budget", "10", "--epochs", "1", "--batch-size", "16", "--out", str(out), "--quiet"]
     assert _run(args) == 0
-    rows = _rows(out)
+    rows = results_rows(out)
     assert sorted({r["strategy"] for r in rows}) == names
     assert all(len([r for r in rows if r["strategy"] == n]) == 2 for n in names)
     predictors = {"llal", "llal-mse", "lplgrad", "dnal"}
@@ -283,7 +269,7 @@ def test_every_registered_strategy_runs_from_the_cli(tmp_path, capsys):
                 "--initial", "30", "--budget", "10", "--epochs", "1", "--batch-size", "16", "--out", str(out),
                 "--quiet"]
         assert _run(args) == 0
-        rows = _rows(out)
+        rows = results_rows(out)
         assert sorted({r["strategy"] for r in rows}) == others and len(rows) == 2 * len(others)
         assert all(r["rmse"] != "" for r in rows)
 
@@ -299,5 +285,5 @@ def test_a_diverged_loss_module_is_recorded_not_a_crash(tmp_path, monkeypatch):
     out = tmp_path / "nan"
     assert _run(["--dataset", "digits", "--strategies", "llal", "--trials", "1", "--cycles", "2", "--initial", "30",
                  "--budget", "10", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
-    rows = _rows(out)
+    rows = results_rows(out)
     assert len(rows) == 2 and all(r["ranking_accuracy"] == "" for r in rows)

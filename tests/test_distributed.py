@@ -8,7 +8,6 @@ reference.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from activeloss import cli
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _distributed_worker as worker  # noqa: E402
+from conftest import sql_rows
 
 WORKER = Path(__file__).parent / "_distributed_worker.py"
 
@@ -104,14 +104,6 @@ def test_evaluation_and_scores_are_gathered_in_order_bit_for_bit(runs):
             assert torch.equal(r[name]["picks"], one[name]["picks"]), name
 
 
-def _table(path: Path, sql: str) -> list[tuple]:
-    con = sqlite3.connect(path)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_run_under_torchrun_picks_what_one_process_picks(runs, capsys):
     """``activeloss run`` with random, entropy and llal under 2 processes buys the same items as
     one process with the same seed, and only rank 0 wrote a store and results.csv."""
@@ -125,15 +117,15 @@ def test_run_under_torchrun_picks_what_one_process_picks(runs, capsys):
     assert sorted(p.relative_to(root) for p in root.rglob("results.csv")) == [Path("one/results.csv"),
                                                                               Path("two/run/results.csv")]
     labels = "SELECT r.strategy, l.item, l.label, l.cycle FROM labels l JOIN runs r ON r.id = l.run_id ORDER BY 1, 2"
-    assert _table(two / "store.sqlite", labels) == _table(one / "store.sqlite", labels)
+    assert sql_rows(two / "store.sqlite", labels) == sql_rows(one / "store.sqlite", labels)
     queries = ("SELECT r.strategy, q.cycle, q.rank, q.item, q.score FROM queries q JOIN runs r ON r.id = q.run_id "
                "ORDER BY 1, 2, 3")
-    got, want = _table(two / "store.sqlite", queries), _table(one / "store.sqlite", queries)
+    got, want = sql_rows(two / "store.sqlite", queries), sql_rows(one / "store.sqlite", queries)
     assert [row[:4] for row in got] == [row[:4] for row in want]
     assert len({row[0] for row in got}) == 3
     for g, w in zip(got, want):  # training matches up to float summation order
         assert (g[4] is None and w[4] is None) or g[4] == pytest.approx(w[4], rel=1e-4, abs=1e-6)
     acc = "SELECT r.strategy, m.cycle, m.name, m.value FROM metrics m JOIN runs r ON r.id = m.run_id ORDER BY 1, 2, 3"
-    got, want = _table(two / "store.sqlite", acc), _table(one / "store.sqlite", acc)
+    got, want = sql_rows(two / "store.sqlite", acc), sql_rows(one / "store.sqlite", acc)
     assert [row[:3] for row in got] == [row[:3] for row in want]
     assert [row[3] for row in got] == pytest.approx([row[3] for row in want], abs=0.02)

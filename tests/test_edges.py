@@ -16,21 +16,11 @@ import torch
 from activeloss import Learner
 from activeloss.cli import main
 
-from conftest import write_tiny_npz
+from conftest import results_rows, subprocess_env, write_tiny_npz
 
 TINY = ["--strategies", "random,entropy", "--trials", "2", "--cycles", "3", "--initial", "20", "--budget", "10",
         "--subset", "50", "--epochs", "2", "--batch-size", "16", "--model", "cnn"]
 SLOW = [*TINY[:-6], "--epochs", "40", "--batch-size", "8", "--model", "cnn"]  # about a second per cycle: time to kill
-
-
-def _env() -> dict[str, str]:
-    src = str(Path(__file__).parents[1] / "src")
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
-
-
-def _rows(folder: Path) -> list[dict]:
-    with open(folder / "results.csv") as f:
-        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in csv.DictReader(f)]
 
 
 def _workers(pid: int) -> list[int]:
@@ -74,7 +64,7 @@ def test_a_killed_worker_stops_the_run_with_one_line_and_resume_finishes_it(slow
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "activeloss", "run", "--dataset", f"npz:{npz}", *SLOW, "--out", str(out), "--quiet",
            "--parallel-trials", "2"]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while _evaluated(out / "store.sqlite") < 1 and time.time() < deadline and proc.poll() is None:
@@ -93,9 +83,9 @@ def test_a_killed_worker_stops_the_run_with_one_line_and_resume_finishes_it(slow
     assert not [p for p in workers if Path(f"/proc/{p}").exists() and "zombie" not in
                 Path(f"/proc/{p}/status").read_text().lower()]  # the other worker is stopped too
     done = subprocess.run([sys.executable, "-m", "activeloss", "run", "--resume", "--out", str(out), "--quiet"],
-                          env=_env(), capture_output=True, text=True)
+                          env=subprocess_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert _rows(out) == _rows(ref)
+    assert results_rows(out) == results_rows(ref)
 
 
 @pytest.mark.slow
@@ -105,7 +95,7 @@ def test_ctrl_c_names_the_folder_to_resume_and_kill_9_leaves_no_warning(slow_ref
         out = tmp_path / f"stopped-{sig.name}"
         cmd = [sys.executable, "-m", "activeloss", "run", "--dataset", f"npz:{npz}", *SLOW, "--out", str(out),
                "--quiet", *parallel]
-        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
         while _evaluated(out / "store.sqlite") < 1 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.05)
@@ -117,9 +107,9 @@ def test_ctrl_c_names_the_folder_to_resume_and_kill_9_leaves_no_warning(slow_ref
             assert err.strip() == f"activeloss: interrupted; continue with: activeloss run --resume --out {out}"
         assert "leaked" not in err and "Traceback" not in err, err
         done = subprocess.run([sys.executable, "-m", "activeloss", "run", "--resume", "--out", str(out), "--quiet"],
-                              env=_env(), capture_output=True, text=True)
+                              env=subprocess_env(), capture_output=True, text=True)
         assert done.returncode == 0 and "leaked" not in done.stderr, done.stderr
-        assert _rows(out) == _rows(ref)
+        assert results_rows(out) == results_rows(ref)
 
 
 @pytest.mark.parametrize("where", ["/proc/activeloss-out", "FILE/below"])
@@ -192,4 +182,12 @@ def test_the_costly_figure_data_is_recorded_when_asked(reference, tmp_path, when
     db.close()
     assert sorted(confidence) == cycles and sorted(per_class) == [0, 1, 2]  # per-class accuracy is free: always
     assert (out / "confidence.png").exists() == bool(cycles)
-    assert _rows(out) == _rows(ref)  # what the figures record never changes the results
+    assert results_rows(out) == results_rows(ref)  # what the figures record never changes the results
+
+
+def test_a_one_epoch_plan_gets_its_estimate_too(reference, tmp_path, capsys):
+    npz, _ = reference
+    args = [a if a != "2" or TINY[i - 1] != "--epochs" else "1" for i, a in enumerate(TINY)]
+    assert main(["run", "--dataset", f"npz:{npz}", *args, "--out", str(tmp_path / "one")]) == 0
+    err = capsys.readouterr().err
+    assert "x 1 epochs" in err and "one epoch on 20 items took" in err and "should take about" in err

@@ -7,8 +7,6 @@ with the sequential results, and that the batched scores agree with the CPU's.
 """
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
 
@@ -17,15 +15,12 @@ from activeloss.device import performance
 from activeloss.models import build
 from activeloss.scoring import gradient_norm_scores
 
+from conftest import results_rows
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 TINY = ["--trials", "1", "--cycles", "2", "--initial", "20", "--budget", "10", "--subset", "60", "--epochs", "2",
         "--batch-size", "16", "--quiet", "--device", "cuda"]
-
-
-def _rows(folder):
-    with open(folder / "results.csv") as f:
-        return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in csv.DictReader(f)]
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +33,7 @@ def test_every_kind_of_strategy_runs_on_the_default_gpu_path(tiny_npz, tmp_path)
     strategies = "random,entropy,llal,lplgrad,dnal,coreset,badge,bald,vaal"
     assert main(["run", "--dataset", f"npz:{tiny_npz}", "--strategies", strategies, *TINY, "--model", "cnn",
                  "--vae-width", "8", "--vae-epochs", "1", "--out", str(tmp_path / "gpu")]) == 0
-    rows = _rows(tmp_path / "gpu")
+    rows = results_rows(tmp_path / "gpu")
     assert len(rows) == 9 * 2 and all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
 
 
@@ -47,7 +42,7 @@ def test_deterministic_runs_repeat_bit_for_bit(tiny_npz, tmp_path):
             "--model", "resnet18", "--deterministic"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
-    assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
+    assert results_rows(tmp_path / "a") == results_rows(tmp_path / "b")
 
 
 def test_parallel_trials_share_the_gpu_with_the_sequential_results(tiny_npz, tmp_path):
@@ -55,7 +50,7 @@ def test_parallel_trials_share_the_gpu_with_the_sequential_results(tiny_npz, tmp
             "--model", "cnn", "--deterministic"]
     assert main([*args, "--out", str(tmp_path / "seq")]) == 0
     assert main([*args, "--out", str(tmp_path / "par"), "--parallel-trials", "2"]) == 0
-    assert _rows(tmp_path / "seq") == _rows(tmp_path / "par")
+    assert results_rows(tmp_path / "seq") == results_rows(tmp_path / "par")
 
 
 def test_gradient_norms_on_the_gpu_equal_the_cpu_ones():

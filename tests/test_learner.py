@@ -2,12 +2,9 @@
 that another process can label, and a run that continues wherever it stopped."""
 from __future__ import annotations
 
-import csv
-import sqlite3
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +13,7 @@ from torch import nn
 from activeloss import Dataset, Learner, Store
 from activeloss.errors import ConfigError, PoolError
 
-from conftest import make_tiny_dataset, write_tiny_npz
+from conftest import make_tiny_dataset, results_rows, sql_rows, write_tiny_npz
 
 DATA = make_tiny_dataset(n_train=120, n_test=40, classes=3, size=8)
 SMALL = dict(epochs=2, batch_size=16, subset=50)
@@ -27,39 +24,31 @@ def _learner(strategy: str = "llal", store=None, **kw) -> Learner:
     return Learner("cnn", DATA, strategy, store=store, **{**SMALL, **kw})
 
 
-def _rows(db: Path, sql: str) -> list[tuple]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_each_step_is_written_to_the_store_as_it_happens(tmp_path):
     learner = _learner(store=tmp_path)
     db = tmp_path / "store.sqlite"
     learner.teach(FIRST, DATA.y_train[FIRST], source="initial")
-    assert _rows(db, "SELECT COUNT(*), MIN(cycle), MAX(cycle) FROM labels") == [(20, 0, 0)]
+    assert sql_rows(db, "SELECT COUNT(*), MIN(cycle), MAX(cycle) FROM labels") == [(20, 0, 0)]
     learner.fit()
-    assert _rows(db, "SELECT cycle, labeled FROM cycles") == [(0, 20)]
-    assert _rows(db, "SELECT COUNT(*) FROM metrics") == [(0,)]
+    assert sql_rows(db, "SELECT cycle, labeled FROM cycles") == [(0, 20)]
+    assert sql_rows(db, "SELECT COUNT(*) FROM metrics") == [(0,)]
     assert (tmp_path / "checkpoints" / f"run{learner.run_id}-cycle0.pt").is_file()  # saved before the fit row
     metrics = learner.evaluate()
     assert set(metrics) == {"accuracy", "ranking_accuracy"} and 0 <= metrics["accuracy"] <= 1
-    stored = dict(_rows(db, "SELECT name, value FROM metrics WHERE cycle = 0"))
+    stored = dict(sql_rows(db, "SELECT name, value FROM metrics WHERE cycle = 0"))
     assert stored == pytest.approx(metrics)
     batch = learner.query(10)
     assert batch.cycle == 0 and len(batch) == 10
-    assert _rows(db, "SELECT item FROM queries ORDER BY rank") == [(i,) for i in batch.items.tolist()]
+    assert sql_rows(db, "SELECT item FROM queries ORDER BY rank") == [(i,) for i in batch.items.tolist()]
     assert learner.pending().items.tolist() == batch.items.tolist()  # queried, not labeled
     learner.teach(batch.items[:4], DATA.y_train[batch.items[:4]])
     assert learner.pending().items.tolist() == batch.items[4:].tolist()  # partly labeled: the rest waits
     learner.teach(batch.items[4:], DATA.y_train[batch.items[4:]])
     assert learner.pending() is None
-    assert _rows(db, "SELECT cycle, COUNT(*) FROM labels GROUP BY cycle") == [(0, 20), (1, 10)]
+    assert sql_rows(db, "SELECT cycle, COUNT(*) FROM labels GROUP BY cycle") == [(0, 20), (1, 10)]
     learner.fit()
     assert learner.cycle == 1 and learner.num_labeled == 30
-    assert _rows(db, "SELECT cycle, labeled FROM cycles ORDER BY cycle") == [(0, 20), (1, 30)]
+    assert sql_rows(db, "SELECT cycle, labeled FROM cycles ORDER BY cycle") == [(0, 20), (1, 30)]
     assert not (tmp_path / "checkpoints" / f"run{learner.run_id}-cycle0.pt").exists()  # only the latest is kept
 
 
@@ -208,11 +197,6 @@ for name in ("random", "llal"):
 """
 
 
-def _results(folder: Path) -> list[dict]:
-    with open(folder / "results.csv") as f:
-        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in csv.DictReader(f)]
-
-
 @pytest.mark.slow
 def test_labels_from_another_process_finish_like_an_uninterrupted_run(tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
@@ -225,15 +209,15 @@ def test_labels_from_another_process_finish_like_an_uninterrupted_run(tmp_path):
     out = tmp_path / "stopped"
     subprocess.run([sys.executable, "-c", textwrap.dedent(STOP_AT_QUERY), f"npz:{npz}", str(out)], check=True)
     db = out / "store.sqlite"
-    assert _rows(db, "SELECT COUNT(*) FROM cycles") == [(4,)]  # every run stopped after cycle 0's query
-    assert _rows(db, "SELECT COUNT(*) FROM queries") == [(40,)]
-    assert _rows(db, "SELECT COUNT(*) FROM labels WHERE cycle = 1") == [(0,)]
+    assert sql_rows(db, "SELECT COUNT(*) FROM cycles") == [(4,)]  # every run stopped after cycle 0's query
+    assert sql_rows(db, "SELECT COUNT(*) FROM queries") == [(40,)]
+    assert sql_rows(db, "SELECT COUNT(*) FROM labels WHERE cycle = 1") == [(0,)]
 
     subprocess.run([sys.executable, "-c", textwrap.dedent(TEACH_PENDING), str(out)], check=True)
-    assert _rows(db, "SELECT source, COUNT(*) FROM labels WHERE cycle = 1 GROUP BY source") == [("person", 40)]
+    assert sql_rows(db, "SELECT source, COUNT(*) FROM labels WHERE cycle = 1 GROUP BY source") == [("person", 40)]
     done = subprocess.run([*cli, "run", "--resume", "--out", str(out), "--quiet"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert _results(out) == _results(tmp_path / "straight")
+    assert results_rows(out) == results_rows(tmp_path / "straight")
     store = Store.in_folder(out)
     assert {r["status"] for r in store.runs()} == {"done"}
     store.close()

@@ -5,8 +5,6 @@ each against the plain path on small inputs.
 """
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
 from torch import nn
@@ -22,6 +20,8 @@ from activeloss.objectives.lossnet import LossNetOptions, LossPredictionObjectiv
 from activeloss.scoring import gradient_norm_scores
 from activeloss.tasks import ClassificationTask
 from activeloss.trainer import TrainConfig, evaluate, train
+
+from conftest import results_rows
 
 
 @pytest.mark.parametrize("shape", [(7, 7), (8, 8), (5, 9), (2, 2), (3, 1)])
@@ -93,11 +93,6 @@ def test_compiled_forward_trains_the_same_model_and_feeds_the_taps(tiny_dataset)
     assert performance.forward_of(eager, False) is eager
 
 
-def _rows(folder):
-    with open(folder / "results.csv") as f:
-        return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in csv.DictReader(f)]
-
-
 def test_compile_option_runs_the_loop_through_torch_compile(tiny_npz, tmp_path):
     # random first: its untapped model is compiled before llal's tapped one (the taps must still fire)
     args = ["run", "--dataset", f"npz:{tiny_npz}", "--strategies", "random,llal,entropy", "--trials", "1", "--cycles", "2",
@@ -107,7 +102,7 @@ def test_compile_option_runs_the_loop_through_torch_compile(tiny_npz, tmp_path):
     assert main([*args, "--out", str(tmp_path / "compiled"), "--compile"]) == 0
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
     assert main([*args, "--out", str(tmp_path / "eager")]) == 0
-    compiled, eager = _rows(tmp_path / "compiled"), _rows(tmp_path / "eager")
+    compiled, eager = results_rows(tmp_path / "compiled"), results_rows(tmp_path / "eager")
     assert [r["labeled"] for r in compiled] == [r["labeled"] for r in eager]
     for a, b in zip(compiled, eager):
         assert abs(float(a["accuracy"]) - float(b["accuracy"])) <= 1 / 60 + 1e-9  # at most one test item flips
@@ -144,8 +139,8 @@ def test_runs_under_deterministic_mode_equal_the_default_on_cpu(tiny_npz, tmp_pa
     finally:
         performance.configure(torch.device("cpu"), deterministic=False)
     assert main([*args, "--out", str(tmp_path / "plain")]) == 0
-    assert _rows(tmp_path / "det") == _rows(tmp_path / "plain")
+    assert results_rows(tmp_path / "det") == results_rows(tmp_path / "plain")
     # the GPU's default layout, on the CPU: every kind of query must work on channels_last batches
     assert main([*args, "--strategies", "llal,dnal,badge,coreset,bald,ent-gradnorm,vaal", "--vae-width", "8",
                  "--out", str(tmp_path / "last"), "--channels-last"]) == 0
-    assert len(_rows(tmp_path / "last")) == 7 * 2
+    assert len(results_rows(tmp_path / "last")) == 7 * 2

@@ -90,9 +90,9 @@ STORE_NAME = "store.sqlite"
 
 #: the columns of results.csv around the metrics
 RESULT_FIRST_COLUMNS = ["strategy", "trial", "cycle", "labeled"]
-RESULT_LAST_COLUMNS = ["train_seconds", "query_seconds", "eval_seconds", "diagnostics_seconds", "wall_seconds"]
 #: the timing columns of a cycle (stores written before 0.2 have only the first two)
 TIME_COLUMNS = ("train_seconds", "query_seconds", "eval_seconds", "diagnostics_seconds", "wall_seconds")
+RESULT_LAST_COLUMNS = list(TIME_COLUMNS)
 #: keys of result rows that are bookkeeping, not metrics
 RESULT_INTERNAL = {"seed", "folder", "queried"}
 
@@ -190,10 +190,6 @@ class Store:
         rows = self.conn.execute("SELECT id, strategy, trial, settings, status FROM runs ORDER BY id").fetchall()
         return [dict(id=r[0], strategy=r[1], trial=r[2], settings=json.loads(r[3]), status=r[4]) for r in rows]
 
-    def count_cycles(self) -> int:
-        """Trained cycles of all runs."""
-        return self.conn.execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
-
     def count_evaluated(self) -> int:
         """Evaluated cycles of all runs (the progress of an experiment)."""
         return self.conn.execute("SELECT COUNT(*) FROM (SELECT DISTINCT run_id, cycle FROM metrics)").fetchone()[0]
@@ -212,11 +208,8 @@ class Store:
         """Step 1: cycle ``cycle`` is trained (its checkpoint is already on disk).  ``wall_seconds``:
         the whole step (training, the objective's extra networks, the checkpoint)."""
         with self._transaction():
-            self.conn.execute(
-                "INSERT INTO cycles (run_id, cycle, labeled, train_seconds, query_seconds, finished_at, wall_seconds) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, cycle, labeled, train_seconds, 0.0, time.time(),
-                 train_seconds if wall_seconds is None else wall_seconds))
+            self._insert_cycle(run_id, cycle, labeled, train_seconds, 0.0,
+                               train_seconds if wall_seconds is None else wall_seconds)
 
     def record_evaluation(self, run_id: int, cycle: int, metrics: dict[str, float],
                           arrays: dict[str, list] | None = None, eval_seconds: float = 0.0,
@@ -248,6 +241,13 @@ class Store:
         one transaction; an item labeled twice fails the whole call."""
         with self._transaction():
             self._insert_labels(run_id, cycle, labels)
+
+    def _insert_cycle(self, run_id: int, cycle: int, labeled: int, train_seconds: float, query_seconds: float,
+                      wall_seconds: float) -> None:
+        self.conn.execute(
+            "INSERT INTO cycles (run_id, cycle, labeled, train_seconds, query_seconds, finished_at, wall_seconds) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, cycle, labeled, train_seconds, query_seconds, time.time(), wall_seconds))
 
     def _insert_evaluation(self, run_id: int, cycle: int, metrics: dict[str, float],
                            arrays: dict[str, list] | None, replace: bool = False) -> None:
@@ -297,12 +297,8 @@ class Store:
     def record_cycle(self, run_id: int, result: CycleResult) -> None:
         """Write a finished cycle, its query and the labels it bought (for the next cycle) atomically."""
         with self._transaction():
-            self.conn.execute(
-                "INSERT INTO cycles (run_id, cycle, labeled, train_seconds, query_seconds, finished_at, wall_seconds) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, result.cycle, result.labeled, result.train_seconds, result.query_seconds, time.time(),
-                 result.train_seconds + result.query_seconds),
-            )
+            self._insert_cycle(run_id, result.cycle, result.labeled, result.train_seconds, result.query_seconds,
+                               result.train_seconds + result.query_seconds)
             self._insert_evaluation(run_id, result.cycle, result.metrics, result.arrays)
             self._insert_queries(run_id, result.cycle, result.queried)
             self._insert_labels(run_id, result.cycle + 1, result.new_labels)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..config.options import NoOptions, declare
+from ..config.options import NoOptions, declare_component
 from ..data import Inputs
 from ..device import distributed
 from ..device.performance import autocast
@@ -151,13 +151,8 @@ class RandomAcquisition(Acquisition):
         return Selection(ctx.candidates.cpu()[order], None)
 
 
-def _declare(name: str, cls: type[Acquisition]) -> None:
-    cls.name = name  # the registered name is the acquisition's name
-    declare(name, cls.Options)
-
-
 #: the acquisitions by name; registering one declares its options
-ACQUISITIONS: Registry[type[Acquisition]] = Registry("acquisition", on_register=_declare)
+ACQUISITIONS: Registry[type[Acquisition]] = Registry("acquisition", on_register=declare_component)
 ACQUISITIONS.register("random", RandomAcquisition, "uniform over the candidates")
 
 

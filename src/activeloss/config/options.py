@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -155,6 +155,13 @@ def declare(component: str, options_type: type) -> None:
         known.defaults[component] = spec.default
 
 
+def declare_component(name: str, cls: Any) -> None:
+    """What registering an objective or an acquisition class does: the registered name becomes
+    its ``name`` and its ``Options`` are declared."""
+    cls.name = name
+    declare(name, cls.Options)
+
+
 def declared_help(name: str) -> str:
     """The help text of a component option, with the default of each component that has one."""
     d = DECLARED[name]
@@ -280,10 +287,3 @@ def make(options_type: type, values: dict[str, Any]) -> Any:
     """An instance of ``options_type`` from the values that concern it (others ignored)."""
     names = {f.name for f in fields(options_type)}
     return options_type(**{k: v for k, v in values.items() if k in names})
-
-
-def defaults_of(options_type: type) -> dict[str, Any]:
-    return {s.name: s.default for s in specs_of(options_type)}
-
-
-OptionsFactory = Callable[..., Any]

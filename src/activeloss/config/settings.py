@@ -293,14 +293,21 @@ def resolve_counts(s: Settings, pool_size: int) -> Settings:
     return s.merged(filled)
 
 
+def check_values(s: Settings) -> None:
+    """Each set value of the run against its declaration (range, choices)."""
+    for spec in CORE_SPECS:
+        value = getattr(s, spec.name)
+        if value is not None:
+            check(spec, value)
+
+
 def validate(s: Settings, pool_size: int) -> None:
     """Check a resolved ``Settings`` (counts resolved too) against itself and the training-pool size."""
     for spec in CORE_SPECS:
         value = getattr(s, spec.name)
         if spec.percent_of == "pool" and isinstance(value, str):
             raise ConfigError(f"{spec.flag} {value} is not resolved to a count; call resolve_counts first")
-        if value is not None:
-            check(spec, value)
+    check_values(s)
     for name in ("cycles", "initial", "budget", "subset", "epochs", "batch_size", "lr"):
         if getattr(s, name) is None:
             raise ConfigError(f"--{name.replace('_', '-')} is not resolved; call resolve first")

@@ -17,13 +17,12 @@ from typing import Any
 import torch
 
 from ..data import Dataset, Inputs
-from ..data.augment import parse_augment
 from ..device import distributed, performance
 from ..seeding import generator
 from ..store import Store
 from .learner import Learner
 from .oracle import Oracle, simulated_oracle
-from .plan import Plan, Run, initial_allowed
+from .plan import Plan, Run, initial_allowed, inputs_for
 from .pool import Pool
 
 
@@ -66,28 +65,26 @@ class Driver:
         self._inputs: dict[tuple, Inputs] = {}
         #: print the plan's training time estimated from the first epoch, for this many processes (0: don't)
         self.estimate = estimate
-        self._fit_started = 0.0
+        self._epoch_started = 0.0  # when the epoch the estimate times started
 
     def inputs_for(self, run: Run) -> Inputs:
         """The data on the device, shared by every run with the same augmentation and layout."""
         s = run.settings
-        fmt = performance.memory_format(s.channels_last, self.device, self.data.is_image)
-        key = (s.augment, s.pad, fmt)
+        key = (s.augment, s.pad, performance.memory_format(s.channels_last, self.device, self.data.is_image))
         if key not in self._inputs:
-            self._inputs[key] = Inputs.from_dataset(self.data, self.device, parse_augment(s.augment or "none"),
-                                                    s.pad, fmt)
+            self._inputs[key] = inputs_for(self.data, self.device, s)
         return self._inputs[key]
 
     def learner(self, store: Store | None, run: Run, trial: int, bar: Any) -> Learner:
         def progress(epoch: int, epochs: int) -> None:
             bar.set_postfix_str(f"epoch {epoch}/{epochs}", refresh=False)
-            if self.estimate and epoch == min(2, epochs):  # the first epoch pays one-off warm-ups
-                now = time.perf_counter()
-                seconds, self._fit_started = now - self._fit_started, now
-                if epoch == 2:
-                    self._print_estimate(seconds, learner.num_labeled, run, bar)
-            elif self.estimate and epoch == 1:
-                self._fit_started = time.perf_counter()
+            if not self.estimate:
+                return
+            now = time.perf_counter()
+            if epoch == 1 and epochs > 1:  # the first epoch pays one-off warm-ups: time the second
+                self._epoch_started = now
+            elif epoch == min(2, epochs):
+                self._print_estimate(now - self._epoch_started, learner.num_labeled, run, bar)
 
         learner = Learner.for_run(run, self.data, self.device, store, trial, inputs=self.inputs_for(run),
                                   progress=progress)
@@ -149,14 +146,13 @@ class Driver:
                 learner.query(int(s.budget or 0))
                 continue
             batch = learner.pending()
-            if batch is None:
-                self._fit_started = time.perf_counter()
             if batch is not None:
                 labels = self._ask(self.oracle, batch.items, trial)
                 if labels is None:
                     return Outcome("waiting", labeled=learner.num_labeled)
                 learner.teach(batch.items, labels, source=self.oracle.source)
                 continue
+            self._epoch_started = time.perf_counter()
             learner.fit()
         learner.finish()
         return Outcome("done", metrics or None, learner.num_labeled)

@@ -19,6 +19,7 @@ import copy
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,6 @@ from .. import models
 from ..acquisitions import Acquisition, QueryContext, score_acquisition
 from ..config import Settings
 from ..data import Dataset, Inputs, load_dataset
-from ..data.augment import parse_augment
 from ..data.readers import reader_of
 from ..device import distributed, performance
 from ..errors import ConfigError, PoolError
@@ -43,7 +43,7 @@ from ..strategies import Strategy, get_strategy
 from ..tasks import Task, check_offers, make_task
 from ..trainer import Evaluation, TrainConfig, evaluate, train
 from .checkpoints import Checkpoints
-from .plan import Run, choose_device, plan, resolve_run
+from .plan import Run, choose_device, inputs_for, plan, resolve_run
 from .pool import Pool
 
 #: what a user's Learner gets before the protocol defaults: the whole pool is scored
@@ -164,9 +164,7 @@ class Learner:
         self.task: Task = make_task(s.task)
         self.progress = progress
         self._factory = factory
-        self.inputs = inputs or Inputs.from_dataset(
-            data, device, parse_augment(s.augment or "none"), s.pad,
-            performance.memory_format(s.channels_last, device, data.is_image))
+        self.inputs = inputs or inputs_for(data, device, s)
         self.acquisition = acquisition or run.strategy.make_acquisition(run.acquisition_options)
         self.store = store if distributed.is_main() else None
         if self.store is not None and self.store.get_meta("task") is None:
@@ -405,8 +403,9 @@ class Learner:
                             if k >= 1 else f"a query needs k >= 1, got {k}")
         keys: tuple[object, ...] = (self.trial, self.cycle) + ((self._queries,) if self._queries else ())
         t0 = time.perf_counter()
-        modules = [model, *objective.modules().values()]
-        with _eval_modes(modules):
+        with ExitStack() as modes:  # eval mode for the query, every module's own flag restored after
+            for module in (model, *objective.modules().values()):
+                modes.enter_context(eval_mode(module))
             ctx = QueryContext(model, objective, self.inputs, candidates.to(self.device), self.labeled,
                                generator(s.seed, "query", *keys), s.eval_batch_size, self.task, self._forward)
             selection = self.acquisition.select(ctx, k)
@@ -440,8 +439,7 @@ class Learner:
             raise PoolError(f"{items_t.numel()} items but {values.shape[0]} labels")
         self.task.check_labels(values, self.data.num_classes)
         cycle = self.cycle + 1
-        probe = Pool(self.pool.size, self.pool.labels)  # every check before the store is touched
-        probe.label_cycle = self.pool.label_cycle.clone()
+        probe = self.pool.copy()  # every check before the store is touched
         probe.add(items_t, values, cycle)
         if self.store is not None:
             truth = self.task.encode(self.data.y_train[items_t]) if self.truth_known else [None] * items_t.numel()
@@ -464,22 +462,6 @@ class Learner:
         if self.taps is not None:
             self.taps.remove()
             self.taps = None
-
-
-class _eval_modes:
-    """Eval mode for several modules during a query, each module's own flag restored after."""
-
-    def __init__(self, modules: list[nn.Module]) -> None:
-        self.modes = [(m, m.training) for root in modules for m in root.modules()]
-        self.modules = modules
-
-    def __enter__(self) -> None:
-        for m in self.modules:
-            m.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        for m, training in self.modes:
-            m.training = training
 
 
 def _synchronize(device: torch.device) -> None:

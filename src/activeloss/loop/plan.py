@@ -13,17 +13,16 @@ import torch
 
 from .. import models
 from ..config import Settings, resolve, resolve_counts, validate
-from ..config.options import check
 from ..config.plugins import load_plugins
-from ..config.settings import CORE_SPECS
-from ..data import Dataset, load_dataset
+from ..config.settings import CORE_NAMES, check_values
+from ..data import Dataset, Inputs, load_dataset
 from ..data.augment import parse_augment
 from ..data.readers import Reader, reader_of
-from ..device import distributed
+from ..device import distributed, performance
 from ..errors import ConfigError
 from ..seeding import generator
 from ..strategies import Strategy, get_strategy, main_comparison
-from ..tasks import task_type
+from ..tasks import make_task, task_type
 from .pool import class_mask, initial_classes
 
 
@@ -68,19 +67,11 @@ def task_of(settings: Settings, data: Dataset) -> str:
     return data.task
 
 
-def check_values(s: Settings) -> None:
-    """Each set value of the run against its declaration (range, choices)."""
-    for spec in CORE_SPECS:
-        value = getattr(s, spec.name)
-        if value is not None and not (spec.percent_of and isinstance(value, str)):
-            check(spec, value)
-
-
 def resolve_run(settings: Settings, strategy: Strategy, data: Dataset, reader: Reader | None,
                 layers: tuple[dict[str, Any], ...] = ()) -> Run:
     """``strategy`` on ``data`` with every setting resolved (``layers`` go between the
     strategy's defaults and the dataset's)."""
-    core_defaults = {k: v for k, v in strategy.defaults.items() if k in _CORE}
+    core_defaults = {k: v for k, v in strategy.defaults.items() if k in CORE_NAMES}
     chain = [core_defaults, *layers, reader.defaults if reader else {}]
     s = resolve(settings, chain, augment_default=reader.augment if reader else "none")
     s = resolve_counts(s, data.size)  # "10%" -> items of this dataset
@@ -92,9 +83,6 @@ def resolve_run(settings: Settings, strategy: Strategy, data: Dataset, reader: R
     parse_augment(s.augment or "none")
     objective_options, acquisition_options, options = strategy.options(s)
     return Run(strategy, s, objective_options, acquisition_options, options)
-
-
-_CORE = {spec.name for spec in CORE_SPECS}
 
 
 @dataclass
@@ -113,6 +101,12 @@ class Plan:
     @property
     def task(self) -> str:
         return self.data.task
+
+
+def inputs_for(data: Dataset, device: torch.device, s: Settings) -> Inputs:
+    """The data on ``device`` as the run ``s`` feeds it to the model (augmentation, memory layout)."""
+    return Inputs.from_dataset(data, device, parse_augment(s.augment or "none"), s.pad,
+                               performance.memory_format(s.channels_last, device, data.is_image))
 
 
 def initial_allowed(data: Dataset, s: Settings, trial: int) -> torch.Tensor | None:
@@ -153,8 +147,6 @@ def plan(settings: Settings) -> Plan:
                 if held < int(s.initial or 0):
                     raise ConfigError(f"--initial-classes {s.initial_classes}: the classes drawn for trial {trial} "
                                       f"hold {held} training items, fewer than --initial {s.initial}")
-        from ..tasks import make_task
-
         outputs = make_task(s.task).output_size(data)
         models.build(s.model or "", outputs, data.input_shape)  # fails early on a bad pairing
         runs.append(run)

@@ -22,6 +22,12 @@ class Pool:
         self.labels = torch.full((size,), UNLABELED, dtype=torch.long) if empty is None else empty.clone()
         self.label_cycle = torch.full((size,), UNLABELED, dtype=torch.long)
 
+    def copy(self) -> Pool:
+        """An independent copy (to try an :meth:`add` before it counts)."""
+        other = Pool(self.size, self.labels)
+        other.label_cycle = self.label_cycle.clone()
+        return other
+
     @property
     def labeled_mask(self) -> torch.Tensor:
         return self.label_cycle >= 0

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from ..config.options import NoOptions
+from ..config.options import NoOptions, declare_component
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -119,13 +119,6 @@ class Objective:
             m.to(device)
 
 
-def _declare(name: str, cls: type[Objective]) -> None:
-    from ..config.options import declare
-
-    cls.name = name  # the registered name is the objective's name
-    declare(name, cls.Options)
-
-
 #: the objectives by name; registering one declares its options (``activeloss.config.DECLARED``)
-OBJECTIVES: Registry[type[Objective]] = Registry("objective", on_register=_declare)
+OBJECTIVES: Registry[type[Objective]] = Registry("objective", on_register=declare_component)
 OBJECTIVES.register("none", Objective, "the task loss alone")
