@@ -126,6 +126,20 @@ def make_dataset(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np
     return ds.validate()
 
 
+def split_dataset(kind: str, x: np.ndarray, y: np.ndarray, class_names: list[str], source: str,
+                  options: ReadOptions, *, task: str = "classification") -> Dataset:
+    """The Dataset of a source without a test set of its own: a seeded split of ``x, y``,
+    stratified by class for classification, a plain shuffle for regression."""
+    seed, fraction = options.seed, options.test_fraction
+    if task == "regression":
+        tr, te = random_split(kind, len(y), seed, fraction)
+        split = random_split_text(seed, fraction)
+    else:
+        tr, te = stratified_split(kind, y, seed, fraction)
+        split = stratified_split_text(seed, fraction)
+    return make_dataset(kind, x[tr], y[tr], x[te], y[te], class_names, source, split, task=task)
+
+
 def need_path(kind: str, root: Path | None) -> Path:
     """The path of a format that needs one (``load_dataset`` never passes None to those)."""
     if root is None:

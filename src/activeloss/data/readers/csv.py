@@ -10,17 +10,7 @@ import numpy as np
 from ...errors import DataError
 from ..dataset import Dataset
 from .base import READERS, Reader, ReadOptions
-from .common import (
-    encode_labels,
-    make_dataset,
-    need_file,
-    not_whole,
-    random_split,
-    random_split_text,
-    requested_task,
-    stratified_split,
-    stratified_split_text,
-)
+from .common import encode_labels, need_file, not_whole, requested_task, split_dataset
 
 DESCRIPTION = ("csv:FILE.csv with a header row, numeric feature columns and a target column (label, or the one "
                "--target names; real-valued targets are regression)")
@@ -113,15 +103,10 @@ def read_csv(kind: str, root: Path | None, options: ReadOptions) -> Dataset:
         x = np.array(feats, dtype=np.float64).astype(np.float32)
     except ValueError:  # find the first bad cell to name it
         raise _first_bad_cell(kind, root, feats, header[:ti] + header[ti + 1:], lines) from None
-    seed, fraction = options.seed, options.test_fraction
     if y is not None:
-        tr, te = random_split(kind, len(y), seed, fraction)
-        return make_dataset(kind, x[tr], y[tr], x[te], y[te], [], str(root), random_split_text(seed, fraction),
-                            task="regression")
+        return split_dataset(kind, x, y, [], str(root), options, task="regression")
     codes, class_names = encode_labels(f"{kind}: the labels in {root}", values)
-    tr, te = stratified_split(kind, codes, seed, fraction)
-    return make_dataset(kind, x[tr], codes[tr], x[te], codes[te], class_names, str(root),
-                        stratified_split_text(seed, fraction))
+    return split_dataset(kind, x, codes, class_names, str(root), options)
 
 
 READERS.register("csv", Reader(read_csv, DESCRIPTION, augment="none"), DESCRIPTION)

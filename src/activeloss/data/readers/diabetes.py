@@ -7,7 +7,7 @@ import numpy as np
 
 from ..dataset import Dataset
 from .base import READERS, Reader, ReadOptions
-from .common import REGRESSION_DEFAULTS, make_dataset, random_split, random_split_text
+from .common import REGRESSION_DEFAULTS, split_dataset
 
 DESCRIPTION = "scikit-learn's bundled diabetes regression set, 442 patients, 10 scaled features (no path)"
 
@@ -23,9 +23,7 @@ def read_diabetes(kind: str, root: Path | None, options: ReadOptions) -> Dataset
 
     d = load_diabetes()
     x, y = np.asarray(d.data, dtype=np.float32), np.asarray(d.target, dtype=np.float32)
-    tr, te = random_split(kind, len(y), options.seed, options.test_fraction)
-    return make_dataset(kind, x[tr], y[tr], x[te], y[te], [], "sklearn.datasets.load_diabetes",
-                        random_split_text(options.seed, options.test_fraction), task="regression")
+    return split_dataset(kind, x, y, [], "sklearn.datasets.load_diabetes", options, task="regression")
 
 
 READERS.register("diabetes", Reader(read_diabetes, DESCRIPTION, needs_path=False, defaults=DIABETES_DEFAULTS),

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..dataset import Dataset
 from .base import READERS, Reader, ReadOptions
-from .common import make_dataset, stratified_split, stratified_split_text
+from .common import split_dataset
 
 DESCRIPTION = "scikit-learn's bundled 8x8 digits, 1,797 images, 10 classes (no path)"
 
@@ -24,9 +24,7 @@ def read_digits(kind: str, root: Path | None, options: ReadOptions) -> Dataset:
     d = load_digits()
     x = np.rint(d.images * 255.0 / 16.0).astype(np.uint8)[:, None]
     y = d.target.astype(np.int64)
-    tr, te = stratified_split(kind, y, options.seed, options.test_fraction)
-    return make_dataset(kind, x[tr], y[tr], x[te], y[te], [str(i) for i in range(10)],
-                        "sklearn.datasets.load_digits", stratified_split_text(options.seed, options.test_fraction))
+    return split_dataset(kind, x, y, [str(i) for i in range(10)], "sklearn.datasets.load_digits", options)
 
 
 READERS.register("digits", Reader(read_digits, DESCRIPTION, needs_path=False, defaults=DEFAULTS), DESCRIPTION)

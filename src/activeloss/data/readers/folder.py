@@ -10,7 +10,7 @@ from ...errors import DataError
 from ..dataset import Dataset
 from ..images import is_image_file, load_images
 from .base import READERS, Reader, ReadOptions
-from .common import make_dataset, need_dir, stratified_split, stratified_split_text
+from .common import make_dataset, need_dir, split_dataset
 
 DESCRIPTION = ("folder:DIR of class sub-folders of images (DIR/<class>/<image>, all one size), or DIR/train and "
                "DIR/test (or DIR/val) of them")
@@ -66,9 +66,7 @@ def read_folder(kind: str, root: Path | None, options: ReadOptions) -> Dataset:
         raise DataError(f"{kind}: {root} has no class sub-folders (expected {root}/<class>/<image>)")
     files, labels = _list_images(kind, root, classes, require_each=True)
     x, y = load_images(files), np.array(labels, dtype=np.int64)
-    tr, te = stratified_split(kind, y, options.seed, options.test_fraction)
-    return make_dataset(kind, x[tr], y[tr], x[te], y[te], classes, str(root),
-                        stratified_split_text(options.seed, options.test_fraction))
+    return split_dataset(kind, x, y, classes, str(root), options)
 
 
 READERS.register("folder", Reader(read_folder, DESCRIPTION, augment="flip,crop"), DESCRIPTION)

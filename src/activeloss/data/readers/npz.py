@@ -10,17 +10,7 @@ import numpy as np
 from ...errors import DataError
 from ..dataset import Dataset
 from .base import READERS, Reader, ReadOptions
-from .common import (
-    encode_labels,
-    make_dataset,
-    need_file,
-    not_whole,
-    random_split,
-    random_split_text,
-    requested_task,
-    stratified_split,
-    stratified_split_text,
-)
+from .common import encode_labels, make_dataset, need_file, not_whole, requested_task, split_dataset
 
 DESCRIPTION = ("npz:FILE.npz with arrays x (images N,C,H,W or N,H,W(,C) uint8 or floats in [0, 1]; or rows N,D), y, "
                "and optionally x_test, y_test, class_names")
@@ -121,10 +111,7 @@ def read_npz(kind: str, root: Path | None, options: ReadOptions) -> Dataset:
         if has_test:
             return make_dataset(kind, xs[0], values[0], xs[1], values[1], [], str(root), "from the source",
                                 task="regression")
-        tr, te = random_split(kind, len(values[0]), options.seed, options.test_fraction)
-        x, y = xs[0], values[0]
-        return make_dataset(kind, x[tr], y[tr], x[te], y[te], [], str(root),
-                            random_split_text(options.seed, options.test_fraction), task="regression")
+        return split_dataset(kind, xs[0], values[0], [], str(root), options, task="regression")
     if "class_names" in arrays:
         names = [str(n) for n in arrays["class_names"].ravel()]
         if any(y.dtype.kind not in "iu" for y in ys):
@@ -135,10 +122,7 @@ def read_npz(kind: str, root: Path | None, options: ReadOptions) -> Dataset:
         codes = [all_codes[: len(ys[0])], all_codes[len(ys[0]):]]
     if has_test:
         return make_dataset(kind, xs[0], codes[0], xs[1], codes[1], names, str(root), "from the source")
-    x, y = xs[0], codes[0]
-    tr, te = stratified_split(kind, y, options.seed, options.test_fraction)
-    return make_dataset(kind, x[tr], y[tr], x[te], y[te], names, str(root),
-                        stratified_split_text(options.seed, options.test_fraction))
+    return split_dataset(kind, xs[0], codes[0], names, str(root), options)
 
 
 READERS.register("npz", Reader(read_npz, DESCRIPTION, augment="none"), DESCRIPTION)
