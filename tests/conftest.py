@@ -1,6 +1,9 @@
 """Shared test fixtures: tiny synthetic data that a model can learn in a few steps."""
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +108,34 @@ def subprocess_env() -> dict[str, str]:
 
     src = str(Path(__file__).parents[1] / "src")
     return dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+
+
+#: the classes of :func:`make_images`
+IMAGE_CLASSES = ["red", "green", "blue"]
+
+
+def make_images(root: Path, n: int, seed: int = 0, by_class: bool = False) -> dict[str, int]:
+    """``n`` small PNGs of varied sizes whose dominant colour channel is their class (red, green,
+    blue), under ``root/part0`` and ``root/part1`` (or ``root/<class>`` with ``by_class``);
+    returns each image's key (its path under ``root``) -> class index."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for i in range(n):
+        c = i % 3
+        w, h = (int(v) for v in rng.integers(12, 40, size=2))
+        a = rng.integers(0, 60, size=(h, w, 3)).astype(np.uint8)
+        a[..., c] += 150
+        sub = IMAGE_CLASSES[c] if by_class else f"part{i % 2}"
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(root / sub / f"img{i:03d}.png")
+        truth[f"{sub}/img{i:03d}.png"] = c
+    return truth
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (for a server started by a test)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -112,3 +112,12 @@ def test_the_public_api():
                  "OBJECTIVES", "ACQUISITIONS", "STRATEGIES", "register_acquisition", "ScoreAcquisition"):
         assert hasattr(activeloss, name), name
     assert set(activeloss.__all__) <= set(dir(activeloss))
+
+
+def test_the_labeling_server_sits_on_the_project_and_nothing_below_imports_either():
+    graph = _imports()
+    for m, targets in graph.items():
+        if not m.startswith(("activeloss.label", "activeloss.cli", "activeloss.project.cli")):
+            assert not {t for t in targets if t.startswith("activeloss.label")}, m
+        if m.startswith(("activeloss.loop", "activeloss.store", "activeloss.report", "activeloss.data")):
+            assert not {t for t in targets if t.startswith("activeloss.project")}, m

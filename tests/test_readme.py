@@ -7,6 +7,7 @@ a shell command; each runs in a fresh folder holding the example files.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -79,3 +80,16 @@ def test_add_your_own_acquisition_examples(folder):
     resumed = subprocess.run([sys.executable, "-m", "activeloss", "run", "--resume", "--out", "soft-margin-run",
                               "--quiet"], cwd=folder, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr  # the stored --plugins are imported again
+
+
+@pytest.mark.slow
+def test_label_your_data_example(folder):
+    out = _run(folder, "example-shell", "label-your-data").stdout
+    assert "60 images, 3 classes, 12 labeled; 9 labeled validation items" in out
+    assert "queried 12 items by llal with model version 1" in out
+    assert "v1   llal" in out and "accuracy" in out
+    rows = list(csv.DictReader(open(folder / "predictions.csv")))
+    assert len(rows) == 60 and rows[0]["model_version"] == "1"
+    tasks = json.loads((folder / "tasks.json").read_text())
+    assert len(tasks) == 12 and sorted(t["data"]["rank"] for t in tasks) == list(range(1, 13))
+    assert (folder / "tasks.config.xml").is_file()

@@ -9,7 +9,7 @@ The public API::
 
 One registry per extension point: ``TASKS``, ``MODELS``, ``READERS``, ``OBJECTIVES``,
 ``ACQUISITIONS`` and ``STRATEGIES``; ``register_acquisition`` turns a score function into an
-acquisition.
+acquisition.  A :class:`Project` labels real data with people, round after round.
 """
 from .acquisitions import ACQUISITIONS, Acquisition, QueryContext, ScoreAcquisition, Selection, register_acquisition
 from .config import Settings, option
@@ -18,6 +18,7 @@ from .errors import ActiveLossError, ConfigError, DataError, PoolError
 from .loop import Batch, Experiment, Learner, Plan, plan, run
 from .models import MODELS
 from .objectives import OBJECTIVES, Objective
+from .project import Project
 from .store import Store
 from .strategies import STRATEGIES, Strategy
 from .tasks import TASKS, Metric, Task
@@ -26,7 +27,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "ACQUISITIONS", "Acquisition", "ActiveLossError", "Batch", "ConfigError", "DataError", "Dataset", "Experiment",
-    "Learner", "MODELS", "Metric", "OBJECTIVES", "Objective", "Plan", "PoolError", "QueryContext", "READERS",
+    "Learner", "MODELS", "Metric", "OBJECTIVES", "Objective", "Plan", "PoolError", "Project", "QueryContext", "READERS",
     "STRATEGIES", "ScoreAcquisition", "Selection", "Settings", "Store", "Strategy", "TASKS", "Task", "__version__",
     "load_dataset", "option", "plan", "register_acquisition", "run",
 ]

@@ -15,6 +15,8 @@ from . import __version__
 from .config import CORE_SPECS, DECLARED, EXECUTION_FIELDS, Settings, load_toml, settings_toml, spec_of
 from .config.options import Spec, coerce, declared_help
 from .errors import ActiveLossError, ConfigError
+from .project.cli import HANDLERS as PROJECT_HANDLERS
+from .project.cli import add_commands as add_project_commands
 
 EXIT_USAGE = 2
 
@@ -127,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("presets", help="list the named protocols for run --preset, or print one",
                          description="List the presets (protocols of the source papers), or print the file of one.")
     pre.add_argument("name", nargs="?", metavar="NAME", help="print this preset's settings")
+    add_project_commands(sub)
     return parser
 
 
@@ -285,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _preload_plugins(argv)
         args = build_parser().parse_args(argv)
-        handlers = {"run": cmd_run, "report": cmd_report, "strategies": cmd_strategies, "presets": cmd_presets}
+        handlers = {"run": cmd_run, "report": cmd_report, "strategies": cmd_strategies, "presets": cmd_presets,
+                    **PROJECT_HANDLERS}
         handler = handlers[args.command]
         return handler(args)
     except ActiveLossError as exc:

@@ -271,6 +271,21 @@ class Store:
             [(run_id, int(i), cycle, encode_value(y), encode_value(t), s) for i, y, t, s in labels],
         )
 
+    def sync_labels(self, run_id: int, cycle: int, wanted: dict[int, tuple[Any, str]]) -> None:
+        """Make the run's labels ``wanted`` (item -> (label, source)) in one transaction: new items
+        are labeled for ``cycle``, changed ones relabeled (keeping their cycle), missing ones removed.
+        For labels that people may change or take back (a labeling project's answers)."""
+        with self._transaction():
+            have = {item: (decode_value(label), source) for item, label, source in self.conn.execute(
+                "SELECT item, label, source FROM labels WHERE run_id = ?", (run_id,))}
+            gone = [(run_id, item) for item in have if item not in wanted]
+            self.conn.executemany("DELETE FROM labels WHERE run_id = ? AND item = ?", gone)
+            changed = [(encode_value(y), s, run_id, item) for item, (y, s) in wanted.items()
+                       if item in have and have[item] != (y, s)]
+            self.conn.executemany("UPDATE labels SET label = ?, source = ? WHERE run_id = ? AND item = ?", changed)
+            self._insert_labels(run_id, cycle, [(item, y, None, s) for item, (y, s) in sorted(wanted.items())
+                                                if item not in have])
+
     # -- reading a run's state -----------------------------------------------
     def labels(self, run_id: int) -> list[tuple[int, Any, int]]:
         """(item, label, cycle) of every label of the run, labels decoded."""

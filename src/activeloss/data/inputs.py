@@ -71,6 +71,10 @@ class Inputs:
             return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
         return (x - self.mean) / self.std
 
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """New inputs (shaped like the training ones, on this device) as the model sees them."""
+        return self._normalise(x, None)
+
     def train_batch(self, indices: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Normalised training inputs; augmented when a generator is given (training only)."""
         return self._normalise(self.x_train[indices.to(self.device)], gen)

@@ -207,6 +207,11 @@ class Learner:
         if self.cycle >= 0:
             self._calibrate()
 
+    def reload(self) -> None:
+        """Read the labels and the progress again from the store (another process, or a labeling
+        project's answers, changed them)."""
+        self._restore()
+
     @property
     def labeled(self) -> torch.Tensor:
         """Indices of the labeled items."""
@@ -386,16 +391,20 @@ class Learner:
                     out.append(model(x).float())
         return torch.cat(out) if out else torch.zeros(0)
 
-    def query(self, k: int) -> Batch:
+    def query(self, k: int, exclude: torch.Tensor | None = None) -> Batch:
         """Choose ``k`` unlabeled items with the current model: a ranked batch, recorded as
-        pending until its labels are taught.  Items already pending are never chosen again."""
+        pending until its labels are taught.  Items already pending are never chosen again
+        (``exclude``, item indices, replaces that set: e.g. to offer a skipped item again)."""
         if self.cycle < 0:
             raise PoolError("no model yet: fit() before query()")
         started = time.perf_counter()
         model, objective = self._model_of(self.cycle)
         s = self.settings
-        pending = self.pending()
-        waiting = pending.items if pending is not None else torch.zeros(0, dtype=torch.long)
+        if exclude is None:
+            pending = self.pending()
+            waiting = pending.items if pending is not None else torch.zeros(0, dtype=torch.long)
+        else:
+            waiting = torch.as_tensor(exclude, dtype=torch.long).reshape(-1).cpu()
         candidates = self.pool.candidates(int(s.subset or 0), generator(s.seed, "subset", self.trial, self.cycle),
                                           exclude=waiting)
         if not 1 <= k <= candidates.numel():
