@@ -15,6 +15,7 @@ from activeloss import Learner, Settings, Store
 from activeloss.acquisitions import QueryContext, make_acquisition
 from activeloss.data import Inputs
 from activeloss.device import distributed
+from activeloss.errors import ConfigError
 from activeloss.loop.plan import plan
 from activeloss.seeding import generator
 from activeloss.trainer import TrainConfig, evaluate, train
@@ -44,15 +45,38 @@ def fresh_model(learner: Learner):
     return learner.model, learner.objective, learner.taps
 
 
+def sync_bn_refusal(npz: str, out: Path) -> str | None:
+    """What planning a run with ``--sync-bn`` on the CPU says (None: accepted)."""
+    settings = Settings(dataset=f"npz:{npz}", strategies=["random"], trials=1, cycles=2, initial=20, budget=10,
+                        subset=0, epochs=1, model="cnn", sync_bn=True, device="cpu", out=str(out))
+    try:
+        plan(settings)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def checks(npz: str, out: Path) -> dict:
-    """Gradients, BatchNorm statistics, evaluation and query scores of this process."""
+    """Gradients, BatchNorm statistics, evaluation and query scores of this process, and what
+    the trainer wrapped its steps in."""
     torch.set_num_threads(1)
-    result: dict = {}
+    result: dict = {"wrapped": [], "sync_bn": sync_bn_refusal(npz, out)}
     data_inputs = None
+    data_parallel = distributed.data_parallel
+
+    def recorded(module):
+        """distributed.data_parallel, noting the wrapper's type and what it holds."""
+        wrapped = data_parallel(module)
+        inner = getattr(wrapped, "module", None)
+        result["wrapped"].append((type(wrapped).__name__, type(inner).__name__,
+                                  [type(m).__name__ for m in getattr(inner, "extra", [])]))
+        return wrapped
+
     for name, model_name, n, batch, epochs, augment in (
         ("full_batch", "mlp", 32, 32, 1, ()),  # one step: the gradient itself
         ("epochs", "mlp", 46, 16, 2, ("flip", "crop")),  # batches 16, 16, 14; momentum; augmentation
         ("odd_batch", "mlp", 21, 21, 1, ()),  # an unpaired item in the ranking loss
+        ("tiny_batch", "mlp", 10, 4, 2, ()),  # batches 4, 4, 2: the last has fewer pairs than ranks
         ("batchnorm", "cnn", 32, 32, 1, ()),  # BatchNorm: statistics of each rank's half
     ):
         learner = setup(npz, out, model_name)
@@ -60,8 +84,12 @@ def checks(npz: str, out: Path) -> dict:
         model, objective, taps = fresh_model(learner)
         indices = torch.arange(n) * 3
         cfg = TrainConfig(epochs, batch, 0.05, 0.9, 5e-4, [epochs], 0.1)
-        train(model, objective, learner.task, inputs, indices, learner.data.y_train[indices], cfg, taps,
-              generator(1, "t"))
+        distributed.data_parallel = recorded
+        try:
+            train(model, objective, learner.task, inputs, indices, learner.data.y_train[indices], cfg, taps,
+                  generator(1, "t"))
+        finally:
+            distributed.data_parallel = data_parallel
         modules = {"model": model, **objective.modules()}
         result[name] = {
             "grads": {f"{k}.{p}": t.grad.clone() for k, m in modules.items() for p, t in m.named_parameters()

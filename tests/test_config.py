@@ -106,3 +106,72 @@ def test_settings_hold_the_runs_own_fields_and_the_component_options_by_flat_nam
     assert (m.lr, m.options) == (0.2, {"loss_weight": 0.5, "mc_passes": 4, "margin": 2.0}) and s.lr is None
     with pytest.raises(ConfigError, match="^settings: unknown setting 'loss_wieght'; known settings are "):
         Settings.from_dict({"loss_wieght": 1})
+
+
+# ---------------------------------------------------------------- per-strategy tables
+
+
+def test_per_strategy_tables_sit_between_the_users_values_and_the_presets(tmp_path):
+    """First wins: the command line; the --config file's table for the strategy, then its common values; the
+    preset's table, then its common values; then the strategy's and the dataset's defaults."""
+    from activeloss.config import overlay
+
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "lplgrad-cifar10-high"\nlr = 0.05\n\n[per_strategy.llal]\nlr = 0.02\n'
+                    'loss_weight = 0.5\n\n[per_strategy.lplgrad]\nepochs = 100\n')
+    command_line = {"dataset": "cifar10:/x", "loss_weight": 2.0}
+    s = Settings.from_dict(overlay(load_toml(path), command_line))
+    # the preset's lplgrad table (lossnet_decay false) is kept beside the file's; the command line's loss_weight
+    # replaces the file's llal value; lplgrad's own --epochs brings its milestones and stop-gradient epoch along
+    assert s.per_strategy == {"llal": {"lr": 0.02},
+                              "lplgrad": {"lossnet_decay": False, "epochs": 100, "milestones": [80],
+                                          "stop_gradient_epoch": 60}}
+    assert (s.lr, s.epochs, s.get("loss_weight"), s.get("lossnet_decay")) == (0.05, 200, 2.0, True)
+    assert Settings.from_dict({k: v for k, v in s.to_dict().items() if v is not None}) == s  # resume reads it back
+    # a value given for every strategy beats the preset's table: --lossnet-decay makes lplgrad decay too
+    decays = Settings.from_dict({"preset": "lplgrad-cifar10-high", "dataset": "cifar10:/x", "lossnet_decay": True})
+    assert decays.per_strategy == {}
+    # the preset's tables of strategies the run leaves out are dropped
+    assert Settings.from_dict({"preset": "lplgrad-cifar10-high", "dataset": "cifar10:/x",
+                               "strategies": "llal,random"}).per_strategy == {}
+
+
+def test_per_strategy_tables_reach_each_run(tmp_path, capsys):
+    from activeloss.cli import main
+
+    path = tmp_path / "run.toml"
+    path.write_text('dataset = "digits"\nstrategies = ["random", "llal", "lplgrad"]\nepochs = 6\n'
+                    '[per_strategy.llal]\nepochs = 4\nlr = 0.2\n[per_strategy.lplgrad]\nlossnet_decay = false\n'
+                    'lr = 0.3\n')
+    assert main(["run", "--config", str(path), "--lr", "0.1", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    import tomllib
+
+    doc = tomllib.loads(text)
+    # the command line's --lr beats the file's tables; llal's own --epochs moves its milestones and stop-gradient
+    assert (doc["lr"], doc["batch_size"]) == (0.1, 32)
+    assert doc["per_strategy"]["llal"] == {"epochs": 4, "milestones": [3], "loss_weight": 1.0, "lossnet_decay": True,
+                                           "lossnet_lr": 0.1, "margin": 1.0, "stop_gradient_epoch": 2}
+    assert doc["per_strategy"]["lplgrad"]["lossnet_decay"] is False and doc["per_strategy"]["random"]["epochs"] == 6
+    (tmp_path / "again.toml").write_text(text)  # the output is itself a config file for the same run
+    assert main(["run", "--config", str(tmp_path / "again.toml"), "--dry-run"]) == 0
+    assert capsys.readouterr().out == text
+
+
+def test_per_strategy_errors_are_one_line(tmp_path):
+    from activeloss.loop.plan import plan
+
+    for table, needle in (('[per_strategy.llal]\nseed = 3\n', r"\[per_strategy.llal\]: --seed is one setting for "
+                                                                r"every strategy of a run"),
+                          ('[per_strategy.llal]\ndevice = "cpu"\n', "--device is one setting"),
+                          ('[per_strategy.llal]\nepoks = 3\n', "unknown setting 'epoks'"),
+                          ('per_strategy = 3\n', "per_strategy holds one table of settings per strategy")):
+        (tmp_path / "bad.toml").write_text(table)
+        with pytest.raises(ConfigError, match=needle) as info:
+            load_toml(tmp_path / "bad.toml")
+        assert "\n" not in str(info.value)
+    stray = Settings.from_dict({"dataset": "digits", "strategies": "random,llal",
+                                "per_strategy": {"lplgrad": {"lr": 0.1}}})
+    with pytest.raises(ConfigError, match=r"a \[per_strategy.lplgrad\] table is given, but the run's strategies "
+                                          r"are random, llal"):
+        plan(stray)

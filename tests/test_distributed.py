@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import activeloss
-from activeloss import cli
+from activeloss import cli, models
+from activeloss.device import distributed
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _distributed_worker as worker  # noqa: E402
@@ -58,10 +59,11 @@ def _close(a, b, what):
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{what} {k}: {m}")
 
 
-@pytest.mark.parametrize("case", ["full_batch", "epochs", "odd_batch"])
+@pytest.mark.parametrize("case", ["full_batch", "epochs", "odd_batch", "tiny_batch"])
 def test_gradients_equal_single_process_full_batch(runs, case):
-    """Each rank trains on its share of the global batch; the summed gradients (and after several
-    steps the weights, momentum and augmentation included) are those of one process."""
+    """Each rank trains on its share of the global batch (all of a batch with fewer pairs than
+    ranks); DDP's averaged gradients (and after several steps the weights, momentum and
+    augmentation included) are those of one process."""
     one, ranks, *_ = runs
     assert ranks[0]["world_size"] == 2
     for r in ranks:
@@ -69,6 +71,43 @@ def test_gradients_equal_single_process_full_batch(runs, case):
         _close(r[case]["state"], one[case]["state"], f"{case} weights")
     for k, v in ranks[0][case]["state"].items():  # the replicas are identical, bit for bit
         assert torch.equal(v, ranks[1][case]["state"][k]), k
+
+
+def test_training_steps_run_in_distributed_data_parallel(runs):
+    """Under torchrun every training step goes through PyTorch's DistributedDataParallel, which
+    holds the model and the loss-prediction module (llal); one process uses no wrapper at all,
+    and the hand-written gradient sum is gone."""
+    one, ranks, *_ = runs
+    assert one["wrapped"] == []
+    for r in ranks:
+        assert r["wrapped"] == [("DistributedDataParallel", "_TrainingStep", ["LossNet"])] * 5
+    assert not hasattr(distributed, "sync_step")
+
+
+def test_sync_bn_is_refused_on_the_cpu_under_torchrun_and_a_no_op_in_one_process(runs):
+    one, ranks, *_ = runs
+    assert one["sync_bn"] is None
+    for r in ranks:
+        assert r["sync_bn"] == ("--sync-bn: SyncBatchNorm needs CUDA (nccl), and this torchrun run is on cpu (gloo); "
+                                "leave --sync-bn out")
+    model = models.build("cnn", 3, (1, 8, 8))
+    assert distributed.sync_batchnorm(model, True, torch.device("cpu")) is model
+
+
+def test_sync_bn_converts_batchnorm_keeping_parameters_and_state_keys(monkeypatch):
+    """On CUDA under torchrun (simulated: the conversion itself needs neither) the BatchNorm
+    layers become SyncBatchNorm with the same parameters and buffers, so checkpoints and taps
+    by name are unchanged; their statistics are then left out of the ranks' averaging."""
+    model = models.build("cnn", 3, (1, 8, 8))
+    before = model.state_dict(keep_vars=True)
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    converted = distributed.sync_batchnorm(model, True, torch.device("cuda", 0))
+    after = converted.state_dict(keep_vars=True)
+    assert list(after) == list(before) and all(after[k] is before[k] for k in before)
+    kinds = {type(m) for m in converted.modules()}
+    assert torch.nn.SyncBatchNorm in kinds and not kinds & {torch.nn.BatchNorm1d, torch.nn.BatchNorm2d}
+    assert distributed._running_stat_modules([converted.train()]) == []
+    assert len(distributed._running_stat_modules([models.build("cnn", 3, (1, 8, 8)).train()])) > 0
 
 
 def test_batchnorm_uses_the_shares_statistics_but_replicas_stay_equal(runs):
@@ -125,6 +164,11 @@ def test_run_under_torchrun_picks_what_one_process_picks(runs, capsys):
     assert len({row[0] for row in got}) == 3
     for g, w in zip(got, want):  # training matches up to float summation order
         assert (g[4] is None and w[4] is None) or g[4] == pytest.approx(w[4], rel=1e-4, abs=1e-6)
+    for saved in sorted((two / "checkpoints").glob("*.pt")):  # the unwrapped modules' state dicts
+        state, ref = (torch.load(p, weights_only=True) for p in (saved, one / "checkpoints" / saved.name))
+        assert {k: list(v) for k, v in state.items()} == {k: list(v) for k, v in ref.items()}
+        assert not any(k.startswith("module.") for v in state.values() for k in v)
+    assert len(list((two / "checkpoints").glob("*.pt"))) == 3
     acc = "SELECT r.strategy, m.cycle, m.name, m.value FROM metrics m JOIN runs r ON r.id = m.run_id ORDER BY 1, 2, 3"
     got, want = sql_rows(two / "store.sqlite", acc), sql_rows(one / "store.sqlite", acc)
     assert [row[:3] for row in got] == [row[:3] for row in want]

@@ -94,16 +94,178 @@ def test_training_numbers_of_the_protocols():
         ("resnet18", 200, 128, 0.1, [160], 120, False, 5)
     assert preset_values("ent-gradnorm-cifar10")["trials"] == 3
     for name in presets.names():
-        if name.startswith("lplgrad"):
-            assert preset_values(name)["lossnet_decay"] is False, name
-    svhn = preset_values("lplgrad-svhn-high")
-    assert (svhn["lr"], svhn["milestones"], svhn["augment"]) == (0.01, [40], "crop")
+        if name.startswith("lplgrad"):  # METHODS.md 4: only lplgrad keeps its module's learning rate
+            values = preset_values(name)
+            assert values["lossnet_decay"] is True and values["per_strategy"] == {"lplgrad": {"lossnet_decay": False}}
+    for name in ("lplgrad-svhn-high", "lplgrad-svhn-low"):  # METHODS.md 4: SVHN lr 0.01, 200 epochs, decay at 40
+        svhn = preset_values(name)
+        assert (svhn["lr"], svhn["epochs"], svhn["milestones"], svhn["stop_gradient_epoch"], svhn["augment"]) == \
+            (0.01, 200, [40], 120, "crop")
     for name in ("dnal-cifar10", "dnal-cifar100"):
         d = preset_values(name)
         assert (d["model"], d["initial"], d["budget"], d["cycles"], d["subset"], d["epochs"], d["batch_size"]) == \
             ("vgg16", "10%", "5%", 7, 0, 150, 64)
         assert (d["lr"], d["lossnet_lr"], d["milestones"], d["stop_gradient_epoch"], d["reinit"], d["trials"]) == \
             (0.01, 0.001, [120], 120, True, 5)
+
+
+# The papers' numbers, written out (METHODS.md is the reference; each block names its section).  Every strategy
+# of each preset is resolved as a run gets it, so what a table of the preset changes for one strategy shows.
+
+#: METHODS.md 4, LPLgrad protocol: CIFAR lr 0.1, 200 epochs, x0.1 at 160, batch 128; SVHN lr 0.01, 200 epochs,
+#: decay at 40 (text and Table I), crop only (a mirrored digit is no digit); 5 trials; ResNet-18 and warm start
+#: (Learning Loss's code, METHODS.md 3); stop-gradient at 120 (Learning Loss, METHODS.md 3: the LPLgrad paper gives
+#: none for SVHN)
+LPLGRAD_TRAINING = {
+    "cifar": dict(model="resnet18", epochs=200, batch_size=128, lr=0.1, milestones=[160], reinit=False, trials=5,
+                  augment="flip,crop"),
+    "svhn": dict(model="resnet18", epochs=200, batch_size=128, lr=0.01, milestones=[40], reinit=False, trials=5,
+                 augment="crop"),
+}
+#: METHODS.md 5, DNAL: VGG16, lr 0.01 (module 0.001), batch 64, 150 epochs, x0.1 at 120, stop-gradient at 120,
+#: retrained each cycle, whole pool, 5 trials
+DNAL_TRAINING = dict(model="vgg16", epochs=150, batch_size=64, lr=0.01, milestones=[120], reinit=True, subset=0,
+                     trials=5, augment="flip,crop")
+#: VAAL's training per cycle in its code: 50,000 images x 100 epochs // batch 128 (README, VAAL: "about 39k")
+VAAL_ITERATIONS = 39062
+
+
+def _runs_of(preset: str, dataset: str) -> dict:
+    s = Settings.from_dict({"preset": preset, "dataset": dataset})
+    return {name: _resolve_run(s, name) for name in s.strategies}
+
+
+@pytest.mark.parametrize("name,data", [
+    ("lplgrad-cifar10-high", "cifar"), ("lplgrad-cifar10-low", "cifar"), ("lplgrad-cifar100-high", "cifar"),
+    ("lplgrad-cifar100-low", "cifar"), ("lplgrad-svhn-high", "svhn"), ("lplgrad-svhn-low", "svhn"),
+])
+def test_lplgrad_presets_resolve_to_the_papers_values_per_strategy(name, data):
+    runs = _runs_of(name, "svhn:/x" if data == "svhn" else "cifar10:/x")
+    assert list(runs) == ["lplgrad", "llal", "ent-gradnorm", "entropy", "coreset", "random"]
+    for strategy, run in runs.items():
+        s = run.settings
+        got = {k: getattr(s, k) for k in LPLGRAD_TRAINING[data]}
+        assert got == LPLGRAD_TRAINING[data], (name, strategy)
+    # METHODS.md 4: baselines keep their own papers' settings: llal decays its module's learning rate with the
+    # backbone's (Learning Loss, at the milestones); lplgrad's code never decays it
+    lplgrad, llal = runs["lplgrad"].options, runs["llal"].options
+    assert (lplgrad["lossnet_decay"], lplgrad["stop_gradient_epoch"], lplgrad["lossnet_lr"]) == \
+        (False, 120, LPLGRAD_TRAINING[data]["lr"])
+    assert (llal["lossnet_decay"], llal["stop_gradient_epoch"], llal["lossnet_lr"]) == \
+        (True, 120, LPLGRAD_TRAINING[data]["lr"])
+    assert "lossnet_decay" not in runs["ent-gradnorm"].options
+
+
+@pytest.mark.parametrize("name", ["dnal-cifar10", "dnal-cifar100"])
+def test_dnal_presets_resolve_to_the_papers_values_and_compare_vaal(name):
+    runs = _runs_of(name, name.split("-")[1] + ":/x")
+    assert list(runs) == ["dnal", "llal", "coreset", "bald", "vaal", "entropy", "random"]
+    for strategy, run in runs.items():
+        got = {k: getattr(run.settings, k) for k in DNAL_TRAINING}
+        assert got == DNAL_TRAINING, (name, strategy)
+        assert (run.settings.initial, run.settings.budget, run.settings.cycles) == (12, 6, 7)  # 10%, 5% of 120
+    for strategy in ("dnal", "llal"):
+        assert (runs[strategy].options["lossnet_lr"], runs[strategy].options["stop_gradient_epoch"]) == (0.001, 120)
+    assert runs["vaal"].options["vae_iterations"] == VAAL_ITERATIONS
+    # VAAL's training length follows an overridden --epochs like the milestones (a quick check stays quick)
+    short = Settings.from_dict({"preset": name, "dataset": "cifar10:/x", "epochs": 15})
+    assert (short.milestones, short.get("stop_gradient_epoch"), short.get("vae_iterations")) == ([12], 12, 3906)
+
+
+def _colour_dataset(size: int = 32):
+    """A CIFAR-shaped stand-in (3 x 32 x 32 colour images, 10 classes): its default model is resnet18."""
+    import torch
+
+    from activeloss.data import Dataset
+
+    x = torch.randint(0, 256, (50, 3, size, size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    y = torch.arange(50) % 10
+    return Dataset("colour", x[:40], y[:40], x[40:], y[40:], [str(c) for c in range(10)]).validate()
+
+
+def test_dnal_without_a_preset_gets_its_own_protocol_for_its_model():
+    """METHODS.md 5: 150 epochs, batch 64, lr x0.1 and stop-gradient at 80 % of the epochs (120), whole pool,
+    retrained each cycle; VGG16 lr 0.01 / module 0.001, ResNet-18 lr 0.1 / module 0.01."""
+    data, reader = _colour_dataset(), reader_of("cifar10:/x")
+    expected = {"vgg16": (0.01, 0.001), "resnet18": (0.1, 0.01)}
+    for model, (lr, module_lr) in expected.items():
+        for given in (Settings(dataset="cifar10:/x", model=model), Settings(dataset="cifar10:/x")):
+            if given.model is None and model != "resnet18":
+                continue  # the default model of 32x32 colour images is resnet18
+            run = resolve_run(given, get_strategy("dnal"), data, reader)
+            s = run.settings
+            assert (s.model, s.epochs, s.batch_size, s.lr, s.milestones, s.reinit, s.subset) == \
+                (model, 150, 64, lr, [120], True, 0)
+            assert (run.options["lossnet_lr"], run.options["stop_gradient_epoch"]) == (module_lr, 120)
+    # the other strategies of the same run keep Learning Loss's protocol
+    llal = resolve_run(Settings(dataset="cifar10:/x"), get_strategy("llal"), data, reader).settings
+    assert (llal.epochs, llal.batch_size, llal.lr, llal.milestones, llal.reinit) == (200, 128, 0.1, [160], False)
+    # what the user gives still wins, and a preset is a complete protocol (its lr for every model)
+    mine = resolve_run(Settings(dataset="cifar10:/x", model="resnet18", epochs=20, lr=0.05), get_strategy("dnal"),
+                       data, reader)
+    assert (mine.settings.epochs, mine.settings.milestones, mine.settings.lr, mine.options["stop_gradient_epoch"],
+            mine.options["lossnet_lr"]) == (20, [16], 0.05, 16, 0.005)
+    preset = resolve_run(Settings.from_dict({"preset": "dnal-cifar10", "dataset": "cifar10:/x", "model": "resnet18"}),
+                         get_strategy("dnal"), data, reader)
+    assert (preset.settings.lr, preset.options["lossnet_lr"]) == (0.01, 0.001)
+
+
+def test_the_digits_demo_keeps_its_small_protocol_for_every_strategy():
+    """The embedded digits' protocol (40 initial, +40, 8 cycles, whole pool, 40 epochs, batch 32, lr 0.05) for
+    every strategy of the default comparison, as before per-strategy protocols; DNAL's own settings (batch 64,
+    lr 0.01, retrained, 80 % of the epochs) but not its 150 epochs."""
+    from activeloss.data import load_dataset
+    from activeloss.strategies import main_comparison
+
+    data, reader = load_dataset("digits"), reader_of("digits")
+    for name in main_comparison("classification"):
+        run = resolve_run(Settings(), get_strategy(name), data, reader)
+        s = run.settings
+        dnal = name == "dnal"
+        assert (s.model, s.cycles, s.initial, s.budget, s.subset, s.epochs, s.milestones, s.augment) == \
+            ("cnn", 8, 40, 40, 0, 40, [32], "none"), name
+        assert (s.batch_size, s.lr, s.reinit) == ((64, 0.01, True) if dnal else (32, 0.05, False)), name
+        if "stop_gradient_epoch" in run.options:
+            assert (run.options["stop_gradient_epoch"], run.options["lossnet_lr"]) == \
+                ((32, 0.001) if dnal else (24, 0.05)), name
+
+
+def test_vaal_iterations_per_cycle_is_an_option():
+    """--vae-iterations replaces the --vae-epochs rule (ceil(epochs x labeled / batch)); unset, that rule holds."""
+    import torch
+
+    from activeloss.data import Inputs
+    from activeloss.objectives import ModelInfo, make_objective
+    from activeloss.objectives.vae import VAEOptions
+    from activeloss.tasks import ClassificationTask
+
+    x = torch.randn(40, 6)
+    inputs = Inputs(x, torch.arange(40) % 2, x[:1], torch.zeros(1, dtype=torch.long), torch.zeros(1, 6),
+                    torch.ones(1, 6), (), 0, torch.device("cpu"))
+
+    def discriminator_steps(options: VAEOptions) -> int:
+        model = torch.nn.Linear(6, 2)
+        objective = make_objective("vaal", options)
+        objective.setup(model, ModelInfo(ClassificationTask(), (), (6,), 2))
+        calls = []
+        objective.discriminator.register_forward_hook(lambda *_: calls.append(1))
+        objective.after_training(model, inputs, torch.arange(10), torch.arange(10, 40), torch.Generator(),
+                                 inputs.y_train[:10])
+        return len(calls) // 3  # per iteration: 2 VAE steps and 1 discriminator step call the discriminator
+
+    assert VAEOptions().vae_iterations is None
+    assert discriminator_steps(VAEOptions(vae_width=2, vae_epochs=3, vae_batch_size=8)) == 4  # ceil(3 x 10 / 8)
+    assert discriminator_steps(VAEOptions(vae_width=2, vae_epochs=3, vae_batch_size=8, vae_iterations=7)) == 7
+    with pytest.raises(ConfigError, match="--vae-iterations must be at least 1"):
+        get_strategy("vaal").options(_resolve(Settings.from_dict({"vae_iterations": 0})))
+
+
+def test_reports_call_dnal_a_reconstruction():
+    from activeloss.report import strategy_notes
+
+    assert strategy_notes(["random", "llal"]) == []
+    (note,) = strategy_notes(["random", "dnal"])
+    assert note.startswith("Note: dnal is a reconstruction of DNAL (Fang, Xu and Tang, 2021)")
 
 
 def test_presets_are_package_data():
@@ -128,10 +290,12 @@ def test_explicit_beats_preset_beats_strategy_defaults():
     assert (dnal.reinit, dnal.subset, dnal.lr, dnal.batch_size) == (False, 100, 0.1, 128)
     assert run.options["stop_gradient_epoch"] == 120 and run.objective_options.stop_gradient_epoch == 120
     assert run.options["lossnet_lr"] == pytest.approx(0.01)  # DNAL's 10% of the preset's --lr
-    # without a preset the strategy's defaults still apply
+    # without a preset the strategy's defaults still apply, and its own protocol (150 epochs) replaces Learning
+    # Loss's 200 (the stand-in's 8x8 grey images get the cnn, so VGG16's lr 0.01 / 0.001)
     plain = _resolve_run(Settings(dataset="cifar10:/x", initial=10, budget=10, cycles=2), "dnal")
-    assert (plain.settings.reinit, plain.settings.subset, plain.settings.lr) == (True, 0, 0.01)
-    assert (plain.options["stop_gradient_epoch"], plain.options["lossnet_lr"]) == (160, pytest.approx(0.001))
+    assert (plain.settings.reinit, plain.settings.subset, plain.settings.lr, plain.settings.epochs) == \
+        (True, 0, 0.01, 150)
+    assert (plain.options["stop_gradient_epoch"], plain.options["lossnet_lr"]) == (120, pytest.approx(0.001))
 
 
 def test_overriding_a_base_scales_the_settings_measured_against_it():
@@ -198,24 +362,31 @@ def test_percentages_in_a_config_file(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('preset = "dnal-cifar10"\ninitial = "20%"\nbudget = 100\n')
     assert load_toml(path) == {"preset": "dnal-cifar10", "initial": "20%", "budget": 100}
-    (tmp_path / "dry.toml").write_text('epochs = 3\n[per_strategy.llal]\nloss_weight = 1.0\n')
-    with pytest.raises(ConfigError, match="per_strategy tables .* are a record, not settings"):
+    (tmp_path / "dry.toml").write_text('epochs = 3\n[per_strategy.llal]\nloss_weight = "0.5"\nlr = "10%"\n')
+    with pytest.raises(ConfigError, match=r"--lr expects float, got '10%'"):
         load_toml(tmp_path / "dry.toml")
+    (tmp_path / "dry.toml").write_text('epochs = 3\n[per_strategy.llal]\nloss-weight = "0.5"\n')
+    assert load_toml(tmp_path / "dry.toml") == {"epochs": 3, "per_strategy": {"llal": {"loss_weight": 0.5}}}
 
 
 def test_plan_resolves_fractions_against_the_dataset(npz_200):
     # a DNAL preset on 200 training items: 10% = 20, 5% = 10, seven stages to 40% = 80
     settings = Settings.from_dict({"preset": "dnal-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn"})
     the_plan = plan(settings)
-    assert [run.name for run in the_plan.runs] == ["dnal", "llal", "coreset", "bald", "entropy", "random"]
+    assert [run.name for run in the_plan.runs] == ["dnal", "llal", "coreset", "bald", "vaal", "entropy", "random"]
     for run in the_plan.runs:
         s = run.settings
         assert (s.initial, s.budget, s.cycles, s.subset) == (20, 10, 7, 0), run.name
         assert s.initial + (s.cycles - 1) * s.budget == 80
-    # budget size is an option: 10% per stage from the same 10% start
+    # budget size is an option: 10% per stage from the same 10% start; the preset's 7 stages would then end at
+    # 70% of the data, so the README's example stops at DNAL's 40% with --cycles 4 (METHODS.md 6)
     big = plan(Settings.from_dict({"preset": "dnal-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn",
                                    "budget": "10%"}))
-    assert {(run.settings.initial, run.settings.budget) for run in big.runs} == {(20, 20)}
+    assert {(run.settings.initial, run.settings.budget, run.settings.cycles) for run in big.runs} == {(20, 20, 7)}
+    assert big.runs[0].settings.initial + 6 * big.runs[0].settings.budget == 140  # 70% of 200
+    to_40 = plan(Settings.from_dict({"preset": "dnal-cifar10", "dataset": f"npz:{npz_200}", "model": "cnn",
+                                     "budget": "10%", "cycles": 4}))
+    assert {r.settings.initial + (r.settings.cycles - 1) * r.settings.budget for r in to_40.runs} == {80}  # 40%
 
 
 # ---------------------------------------------------------------- CLI
@@ -253,17 +424,22 @@ def test_dry_run_output_is_a_config_file_that_gives_the_same_settings(npz_200, t
     first = capsys.readouterr().out
     doc = tomllib.loads(first)
     # per strategy, only the options of its objective and acquisition (none for the plain ones)
-    assert set(doc["per_strategy"]) == {"dnal", "llal", "bald"}
+    assert set(doc["per_strategy"]) == {"dnal", "llal", "bald", "vaal"}
     assert set(doc["per_strategy"]["bald"]) == {"mc_passes", "dropout"}
     dnal, llal = doc["per_strategy"]["dnal"], doc["per_strategy"]["llal"]
     assert dnal["stop_gradient_epoch"] == 120 and dnal["lossnet_lr"] == 0.001 and dnal["target_update"] == "epoch"
     assert llal["lossnet_lr"] == 0.001 and "target_update" not in llal
-    assert not {"loss_weight", "mc_passes", "stop_gradient_epoch"} & set(doc)
-    # the top part (the run's own settings) is a config file that gives the same run
+    assert doc["per_strategy"]["vaal"]["vae_iterations"] == 39062
+    assert not {"loss_weight", "mc_passes", "stop_gradient_epoch", "vae_iterations"} & set(doc)
+    # the whole output is a config file that gives the same run, and so is its top part alone (the run's own
+    # settings: the tables hold what the preset and the strategies give anyway)
+    (tmp_path / "dry.toml").write_text(first)
+    assert main(["run", "--config", str(tmp_path / "dry.toml"), "--dry-run"]) == 0
+    assert capsys.readouterr().out == first
     top = first.split("\n[per_strategy.")[0]
     assert not [ln for ln in top.splitlines() if ln.startswith("[")] and "dnal" in tomllib.loads(top)["strategies"]
-    (tmp_path / "dry.toml").write_text(top)
-    assert main(["run", "--config", str(tmp_path / "dry.toml"), "--dry-run"]) == 0
+    (tmp_path / "top.toml").write_text(top)
+    assert main(["run", "--config", str(tmp_path / "top.toml"), "--dry-run"]) == 0
     assert tomllib.loads(capsys.readouterr().out) == doc
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .config import CORE_SPECS, DECLARED, EXECUTION_FIELDS, Settings, load_toml, settings_toml, spec_of
+from .config import CORE_SPECS, DECLARED, EXECUTION_FIELDS, Settings, load_toml, overlay, settings_toml, spec_of
 from .config.options import Spec, coerce, declared_help
 from .errors import ActiveLossError, ConfigError
 from .project.cli import HANDLERS as PROJECT_HANDLERS
@@ -85,6 +85,8 @@ def _run_epilog() -> str:
   activeloss run --preset llal-cifar10 --dataset cifar10:data/cifar-10-batches-py --dry-run
   activeloss run --strategies lossnet+badge,none+entropy --trials 5 --parallel-trials 2
   activeloss run --resume --out results            # continue an interrupted run
+  activeloss run --preset llal-cifar10 --dataset cifar10:/shared/cifar --out /shared/llal \
+                 --executor submitit --partition gpu --gpus-per-unit 1   # one Slurm job per (strategy, trial)
 
 datasets (--dataset; nothing is downloaded):
 {kinds}"""
@@ -154,9 +156,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
         settings = Settings().merged(explicit)
     else:
-        values = load_toml(args.config) if args.config else {}
-        values.update(explicit)
-        settings = Settings.from_dict(values, origin="the command line")  # a --preset fills what is left out
+        # the command line beats the file, its per_strategy tables included; a --preset fills what is left out
+        values = overlay(load_toml(args.config) if args.config else {}, explicit)
+        settings = Settings.from_dict(values, origin="the command line")
     args.resolved_out = settings.out  # for the resume hint after Ctrl-C
     if args.dry_run:
         the_plan = loop.plan(settings)  # loads the data: percentages need its size
@@ -165,7 +167,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             "activeloss run --dry-run: the resolved settings"
             + (f" of preset {settings.preset}" if settings.preset else ""),
             f"on {d.name} ({d.size} train / {d.x_test.shape[0]} test, {_targets(d)}), device {the_plan.device};",
-            "nothing was trained or written. per_strategy tables hold what differs between strategies.",
+            "nothing was trained or written. per_strategy tables hold what differs between strategies;",
+            "this text is a --config file for the same run.",
         ]
         print(settings_toml([(run.name, run.record()) for run in the_plan.runs], comments), end="")
         return 0

@@ -131,18 +131,72 @@ def decode_value(value: Any) -> Any:
 
 
 class Store:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, wal: bool | None = None) -> None:
+        """``wal``: the write-ahead log, which lets the processes of one machine take turns writing
+        (the default for a new file); False for a rollback journal, for a file on a network
+        filesystem (a cluster unit's shard); None keeps the mode of an existing file."""
         self.path = Path(path)
+        existed = str(path) != ":memory:" and self.path.exists()
         # parallel workers take turns writing; a writer waits for the lock rather than failing
         self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=120)
         if str(path) != ":memory:":
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            if wal is None:
+                wal = not existed or self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+            self.conn.execute(f"PRAGMA journal_mode={'WAL' if wal else 'DELETE'}")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
 
     @classmethod
-    def in_folder(cls, folder: str | Path) -> Store:
-        return cls(Path(folder) / STORE_NAME)
+    def in_folder(cls, folder: str | Path, wal: bool | None = None) -> Store:
+        return cls(Path(folder) / STORE_NAME, wal=wal)
+
+    @classmethod
+    def read_only(cls, path: str | Path) -> Store:
+        """A store file opened for reading only (a unit's published snapshot)."""
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        store.conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, isolation_level=None,
+                                     timeout=120)
+        return store
+
+    def snapshot(self, path: str | Path) -> None:
+        """A consistent copy of the whole store at ``path``, written under a temporary name and
+        renamed: a reader on another machine never sees half of it."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        copy = sqlite3.connect(tmp)
+        try:
+            self.conn.backup(copy)
+        finally:
+            copy.close()
+        os.replace(tmp, path)
+
+    def adopt_run(self, source: Store, strategy: str, trial: int) -> str | None:
+        """Make this store's rows of run (``strategy``, ``trial``) those of ``source`` (a unit's
+        shard), in one transaction; returns the run's status there, or None if it has no such run.
+        Merging the same shard twice changes nothing."""
+        row = source.conn.execute("SELECT id, settings, status FROM runs WHERE strategy = ? AND trial = ?",
+                                  (strategy, trial)).fetchone()
+        if row is None:
+            return None
+        src, settings, status = row
+        dest = self.run_id(strategy, trial, json.loads(settings))
+        with self._transaction():
+            for table in ("cycles", "metrics", "queries", "labels", "arrays"):
+                cols = [c[1] for c in source.conn.execute(f"PRAGMA table_info({table})")]
+                at = cols.index("run_id")
+                rows = [r[:at] + (dest,) + r[at + 1:] for r in source.conn.execute(
+                    f"SELECT {', '.join(cols)} FROM {table} WHERE run_id = ?", (src,))]
+                self.conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (dest,))
+                self.conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
+                                      f"({', '.join('?' * len(cols))})", rows)
+            self.conn.execute("UPDATE runs SET status = ? WHERE id = ?", (status, dest))
+        return str(status)
+
+    def run_status(self, strategy: str, trial: int) -> str | None:
+        row = self.conn.execute("SELECT status FROM runs WHERE strategy = ? AND trial = ?", (strategy, trial))
+        found = row.fetchone()
+        return None if found is None else str(found[0])
 
     @classmethod
     def in_memory(cls) -> Store:

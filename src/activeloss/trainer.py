@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -49,13 +50,62 @@ def make_optimizer(model: nn.Module, objective: Objective, cfg: TrainConfig) -> 
     return optimizer, scheduler
 
 
-def _share(local: int, size: int, mean_over: str) -> float:
-    """A rank's weight for a loss averaged over its ``local`` items of a global batch of ``size``:
-    its share of the items, or of the mirror pairs for a pairwise loss (the unpaired last item
-    of an odd batch sits last on the last rank, see :func:`distributed.batch_shard_positions`)."""
-    if mean_over == "pair":
-        return (local // 2) / max(1, size // 2)
-    return local / size
+def _batch_loss(
+    forward: Callable[[torch.Tensor], torch.Tensor], task: Task, objective: Objective, taps: Taps | None,
+    x: torch.Tensor, y: torch.Tensor, epoch: int, scale: float | None = None, extra_scale: float | None = None,
+) -> torch.Tensor:
+    """The loss of one training batch: the mean per-sample task loss plus the objective's term.
+
+    Under torchrun the two are scaled by ``scale`` and ``extra_scale``
+    (:func:`distributed.loss_scale`), so that DistributedDataParallel's average over the ranks
+    is the gradient of the global batch's loss; in one process they are left as they are.
+    """
+    if taps is not None:
+        taps.clear()
+    outputs = forward(x)
+    losses = task.loss(outputs, y)  # per sample, [B]: what a loss predictor learns
+    loss = losses.mean()
+    extra = objective.batch_loss(Step(x, y, outputs, losses, taps.outputs if taps is not None else None, epoch))
+    if scale is not None:
+        loss = loss * scale
+    if extra is not None:
+        if extra_scale is not None:
+            extra = extra * extra_scale
+        loss = loss + extra
+    return loss
+
+
+class _TrainingStep(nn.Module):
+    """One training step's loss as one module, what DistributedDataParallel wraps under torchrun.
+
+    Its parameters are those of the model and of the objective's modules trained with it
+    (``extra``); its forward is :func:`_batch_loss`, which calls the model (through
+    ``forward``, the compiled one with ``--compile``) and the objective, so the gradients of
+    both are averaged by DDP.  The objective's modules read the model's taps: forward hooks
+    on the model's own submodules, which fire as in one process.
+    """
+
+    def __init__(self, model: nn.Module, extra: list[nn.Module], loss: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.extra = nn.ModuleList(extra)
+        self.loss = loss
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, epoch: int, scale: float, extra_scale: float) -> torch.Tensor:
+        return self.loss(x, y, epoch, scale, extra_scale)
+
+
+def _trained_with_model(model: nn.Module, objective: Objective) -> list[nn.Module]:
+    """The objective's modules that the model's optimiser trains each step (those holding its
+    ``param_groups``: the loss-prediction module; not VAAL's VAE, trained in ``after_training``,
+    nor DNAL's frozen target network)."""
+    grouped = {id(p) for g in objective.param_groups() for p in g.params}
+    modules = [m for m in objective.modules().values() if any(id(p) in grouped for p in m.parameters())]
+    covered = {id(p) for m in (model, *modules) for p in m.parameters()}
+    if grouped - covered:
+        raise RuntimeError(f"objective {objective.name}: param_groups() must hold parameters of its modules(), "
+                           "which DistributedDataParallel keeps equal on every rank")
+    return modules
 
 
 def train(
@@ -77,17 +127,26 @@ def train(
     Batches are drawn from a fresh permutation each epoch (``gen``) and augmented as a
     whole on the device.  A last batch of a single item is skipped (BatchNorm cannot
     train on one sample).  The loop never reads a value back to the host.
-
-    Under torchrun (:mod:`activeloss.device.distributed`) every rank draws the same permutation
-    and augmentation, trains on its share of each global batch and the weighted gradients
-    are summed over ranks before the step: the gradient of the mean over the global batch.
     ``forward`` calls the model (its ``torch.compile`` wrapper with ``--compile``).
 
-    BatchNorm normalises with the statistics of the rank's share (as PyTorch's
-    DistributedDataParallel without SyncBatchNorm); the running statistics are averaged.
-    The loss-prediction ranking loss pairs the same mirror items as in one process (the
-    shares keep pairs together) and is weighted by the rank's share of the pairs, so it is
-    the single-process loss too.
+    Under torchrun (:mod:`activeloss.device.distributed`) every rank draws the same permutation
+    and augmentation and trains on its share of each global batch; the model and the
+    objective's modules trained with it run inside PyTorch's DistributedDataParallel, which
+    averages their gradients over the ranks during the backward pass, each rank's loss scaled
+    so that the average is the gradient of the mean over the global batch.  The model and its
+    state dict stay the unwrapped ones.  One process runs the same loss without any wrapper.
+
+    BatchNorm normalises with the statistics of the rank's share (as DistributedDataParallel
+    without SyncBatchNorm; with ``--sync-bn`` on CUDA, those of the global batch); the running
+    statistics are averaged.  The loss-prediction ranking loss pairs the same mirror items as
+    in one process (the shares keep pairs together) and is scaled by the rank's share of the
+    pairs, so it is the single-process loss too; its taps are hooks on the model's own
+    modules, and from the stop-gradient epoch on the model's parameters get their gradients
+    from the task loss alone, which DDP handles without ``find_unused_parameters``.  What an
+    objective trains outside these steps (VAAL's VAE and discriminator, with optimisers of
+    their own, in ``after_training``) is not split: every rank computes all of it, and the
+    learner sends rank 0's weights to all after each cycle.  With ``--compile`` the compiled
+    model runs inside DDP, whose all-reduces then start when the compiled backward has ended.
     """
     device = inputs.device
     forward = model if forward is None else forward
@@ -99,7 +158,12 @@ def train(
     model.train()
     objective.train()
     objective.on_cycle_start(model)
-    synced = [model, *objective.modules().values()]  # what the ranks keep equal under torchrun
+    trained: list[nn.Module] = []
+    step: nn.Module | None = None
+    if distributed.active():
+        trained = [model, *_trained_with_model(model, objective)]
+        step = distributed.data_parallel(
+            _TrainingStep(model, trained[1:], partial(_batch_loss, forward, task, objective, taps)))
     for epoch in range(cfg.epochs):
         order = torch.randperm(n, generator=gen).to(device)  # drawn on the CPU (seeded), sent once per epoch
         for start in range(0, n, cfg.batch_size):
@@ -110,29 +174,21 @@ def train(
             # then each rank keeps its share: see distributed.batch_shard_positions
             x = inputs.train_batch(indices[batch], aug_gen)
             y = labels[batch]
-            share = distributed.batch_shard_positions(batch.numel())
-            if share is not None:
-                x, y = x[share.to(device)], y[share.to(device)]
             optimizer.zero_grad(set_to_none=True)
-            if y.numel() > 0:
+            if step is None:
                 with autocast(device):
-                    if taps is not None:
-                        taps.clear()
-                    outputs = forward(x)
-                    losses = task.loss(outputs, y)  # per sample, [B]: what a loss predictor learns
-                    loss = losses.mean()
-                    extra = objective.batch_loss(
-                        Step(x, y, outputs, losses, taps.outputs if taps is not None else None, epoch)
-                    )
-                    if share is not None:  # this rank's part of the global batch's mean
-                        loss = loss * _share(share.numel(), batch.numel(), "sample")
-                        if extra is not None:
-                            extra = extra * _share(share.numel(), batch.numel(), objective.batch_loss_mean)
-                    if extra is not None:
-                        loss = loss + extra
+                    loss = _batch_loss(forward, task, objective, taps, x, y, epoch)
                 loss.backward()
-            if share is not None:  # gradients summed over ranks: those of the global batch's mean
-                distributed.sync_step(synced, share.numel() / batch.numel())
+            else:
+                share = distributed.batch_shard_positions(batch.numel())
+                assert share is not None
+                x, y = x[share.to(device)], y[share.to(device)]
+                local, size = share.numel(), batch.numel()
+                with autocast(device):
+                    loss = step(x, y, epoch, distributed.loss_scale(local, size),
+                                distributed.loss_scale(local, size, objective.batch_loss_mean))
+                loss.backward()  # DDP's all-reduces run during this backward
+                distributed.average_running_stats(trained, local, size)
             optimizer.step()
             objective.after_step(model)
         scheduler.step()

@@ -10,6 +10,7 @@ from .settings import (
     apply_preset,
     check_names,
     load_toml,
+    overlay,
     preset_values,
     resolve,
     resolve_counts,
@@ -20,6 +21,6 @@ from .settings import (
 
 __all__ = [
     "CORE_NAMES", "CORE_SPECS", "DECLARED", "EXECUTION_FIELDS", "NoOptions", "PROTOCOL_DEFAULTS", "Settings", "Spec",
-    "apply_preset", "check_names", "declare", "load_toml", "option", "preset_values", "resolve", "resolve_counts",
-    "settings_toml", "spec_of", "specs_of", "validate",
+    "apply_preset", "check_names", "declare", "load_toml", "option", "overlay", "preset_values", "resolve",
+    "resolve_counts", "settings_toml", "spec_of", "specs_of", "validate",
 ]

@@ -276,11 +276,12 @@ def check(spec: Spec, value: Any) -> None:
 
 
 def relative(value: Any, base: float, integer: bool) -> Any:
-    """``"60%"`` of ``base`` (rounded for epochs; exact float product for rates); numbers as they are."""
+    """``"60%"`` of ``base`` (rounded for epochs; for rates the float product to 12 significant
+    digits, so that 10% of 0.1 is 0.01, not 0.010000000000000002); numbers as they are."""
     if not is_percent(value):
         return value
     share = float(Decimal(value.strip()[:-1])) / 100
-    return round(share * base) if integer else share * base
+    return round(share * base) if integer else float(f"{share * base:.12g}")
 
 
 def make(options_type: type, values: dict[str, Any]) -> Any:

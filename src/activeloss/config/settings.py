@@ -3,12 +3,23 @@
 Every field is a CLI option (``batch_size`` -> ``--batch-size``) and a TOML key of the same
 name; the options of objectives and acquisitions (``--loss-weight``...) are declared by
 those components (:mod:`.options`) and kept in :attr:`Settings.options`.  Values are
-layered, the first that sets a field wins: what the user gives (command line, then
-``--config`` file), a named **preset** (a complete protocol, see :mod:`.presets`), the
-strategy's defaults (e.g. DNAL retrains from scratch), the dataset's defaults (the small
-protocol of the embedded ``digits``), then the Learning Loss CIFAR-10 protocol
-(:data:`PROTOCOL_DEFAULTS`).  ``initial``, ``budget`` and ``subset`` may be percentages of
-the training set (``"10%"``), turned into counts once the dataset is loaded.
+layered, the first that sets a field wins, for each strategy of the run:
+
+1. the command line;
+2. the ``--config`` file's ``[per_strategy."NAME"]`` table for the strategy, then its
+   common values (a value the command line gives replaces the tables' values of it);
+3. the preset's table for the strategy, then the preset's common values (a named protocol,
+   see :mod:`.presets`; a value the user gives, common or in a table, replaces the preset's);
+4. the strategy's own defaults, those for the run's model first (DNAL: whole pool,
+   retrained each cycle, batch 64, lr 0.01 on VGG16 and 0.1 on ResNet-18);
+5. the dataset's defaults (the small protocol of the embedded ``digits``);
+6. the strategy's own protocol (DNAL: 150 epochs), else the Learning Loss CIFAR-10 protocol
+   (:data:`PROTOCOL_DEFAULTS`).
+
+Levels 1 to 3 are held by :class:`Settings` (common values, and :attr:`Settings.per_strategy`,
+see :func:`overlay`), levels 4 to 6 are applied per strategy by
+:func:`activeloss.loop.plan.resolve_run`.  ``initial``, ``budget`` and ``subset`` may be
+percentages of the training set (``"10%"``), turned into counts once the dataset is loaded.
 """
 from __future__ import annotations
 
@@ -26,7 +37,7 @@ from ..errors import ConfigError
 from .options import DECLARED, Spec, check, coerce, option, relative, specs_of
 from .plugins import load_plugins
 
-DATA, LOOP, TRAINING, EXECUTION = "data", "loop", "training", "execution"
+DATA, LOOP, TRAINING, EXECUTION, CLUSTER = "data", "loop", "training", "execution", "cluster"
 
 
 @dataclass
@@ -93,6 +104,9 @@ class Settings:
                            "queries); pays a warm-up for each new model", group=EXECUTION)
     deterministic: bool = option(False, "bit-reproducible results on a GPU: deterministic kernels, no cuDNN "
                                  "autotuning (slower; CPU runs are deterministic anyway)", group=EXECUTION)
+    sync_bn: bool = option(False, "under torchrun on GPUs, BatchNorm with the statistics of the whole global batch "
+                           "(SyncBatchNorm), as in one process; refused on the CPU, nothing to do in one process",
+                           group=EXECUTION)
     parallel_trials: int = option(1, "run up to N (strategy, trial) runs at once, each in its own process sharing "
                                   "the device; the results equal those of one at a time", at_least=1, group=EXECUTION)
     diagnostics: str = option("last", "when to record the confidence histograms of confidence.png (a forward pass "
@@ -104,13 +118,38 @@ class Settings:
                               choices=("none", "last", "all"), group=EXECUTION)
     plugins: list[str] = option([], "Python files or modules to import first: your own acquisitions, objectives, "
                                 "models, readers or tasks (they register themselves)", group=EXECUTION)
+    # -- where the (strategy, trial) units run
+    executor: str = option("local", "where the (strategy, trial) units run: local (this machine: one at a time, or "
+                           "--parallel-trials), submitit (a Slurm job array; submitit's local executor where there "
+                           "is no Slurm) or ray (a Ray cluster, or a local Ray); each unit writes its own store in "
+                           "OUT/shards, merged into OUT's as its cycles finish", choices=("local", "submitit", "ray"),
+                           group=CLUSTER)
+    gpus_per_unit: int = option(0, "GPUs per unit (submitit, ray)", at_least=0, group=CLUSTER)
+    cpus_per_unit: int = option(1, "CPU cores per unit (submitit, ray)", at_least=1, group=CLUSTER)
+    mem_gb: float | None = option(None, "memory per unit in GB (submitit; default: the partition's)", above=0,
+                                  group=CLUSTER)
+    time_limit: int = option(1440, "minutes a unit may run before Slurm stops it; it is requeued and continues from "
+                             "its last committed step (submitit)", at_least=1, group=CLUSTER)
+    partition: str | None = option(None, "the Slurm partition (submitit; default: the cluster's)", group=CLUSTER)
+    max_running: int = option(0, "at most this many units at once (0: as many as the cluster gives)", at_least=0,
+                              group=CLUSTER)
+    ray_address: str | None = option(None, "the Ray cluster to join (auto, or ray://HOST:10001; default: start a "
+                                     "local Ray on this machine)", group=CLUSTER)
+    retries: int = option(2, "times a unit whose process dies or is preempted is started again (it continues "
+                          "from its last committed step)", at_least=0, group=CLUSTER)
     #: the options of objectives and acquisitions that were given (``loss_weight``...), by name
     options: dict[str, Any] = field(default_factory=dict)
+    #: what a strategy gets instead of the common values (``[per_strategy."NAME"]`` tables of a
+    #: preset or a config file, already layered: see :func:`overlay`), strategy -> settings
+    per_strategy: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every setting by name, the component options beside the run's own."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
+        """Every setting by name, the component options beside the run's own, and the
+        ``per_strategy`` tables when there are any."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("options", "per_strategy")}
         out.update(self.options)
+        if self.per_strategy:
+            out["per_strategy"] = {name: dict(table) for name, table in self.per_strategy.items()}
         return out
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -129,14 +168,21 @@ class Settings:
         values = {k.replace("-", "_"): v for k, v in values.items()}
         if values.get("plugins"):  # their options must be known before the names are checked
             load_plugins(coerce(spec_of("plugins"), values["plugins"], origin))
+        tables = values.pop("per_strategy", None)
         check_names(values, origin)
-        values = apply_preset({k: coerce(spec_of(k), v, origin) for k, v in values.items()}, origin)
-        return cls().merged(values)
+        given = {k: coerce(spec_of(k), v, origin) for k, v in values.items()}
+        if tables:
+            given["per_strategy"] = strategy_tables(tables, origin)
+        return cls().merged(apply_preset(given, origin))
 
     def merged(self, overrides: dict[str, Any]) -> Settings:
-        """A copy with ``overrides`` (already coerced, flat names) applied."""
+        """A copy with ``overrides`` (already coerced, flat names) applied; a ``per_strategy``
+        among them replaces the tables."""
+        tables = overrides.get("per_strategy")
         core = {k: v for k, v in overrides.items() if k in CORE_NAMES}
-        extra = {k: v for k, v in overrides.items() if k not in CORE_NAMES}
+        extra = {k: v for k, v in overrides.items() if k not in CORE_NAMES and k != "per_strategy"}
+        if tables is not None:
+            core["per_strategy"] = {name: dict(table) for name, table in tables.items()}
         return dataclasses.replace(self, **core, options={**self.options, **extra})
 
 
@@ -144,7 +190,9 @@ CORE_SPECS: list[Spec] = specs_of(Settings)
 CORE_NAMES: frozenset[str] = frozenset(s.name for s in CORE_SPECS)
 
 #: settings that say how a run is executed, not what it computes: a resumed run may change them
-EXECUTION_FIELDS: tuple[str, ...] = ("out", "device", "parallel_trials", "keep_models", "diagnostics")
+EXECUTION_FIELDS: tuple[str, ...] = ("out", "device", "parallel_trials", "keep_models", "diagnostics", "executor",
+                                     "gpus_per_unit", "cpus_per_unit", "mem_gb", "time_limit", "partition",
+                                     "max_running", "ray_address", "retries")
 
 
 def spec_of(name: str) -> Spec:
@@ -179,11 +227,60 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     values = {k.replace("-", "_"): v for k, v in raw.items()}
     if values.get("plugins"):
         load_plugins(coerce(spec_of("plugins"), values["plugins"], str(path)))
-    if "per_strategy" in values:
-        raise ConfigError(f"{path}: the per_strategy tables that --dry-run prints are a record, not settings; "
-                          f"delete them (the strategies' own defaults give those values)")
+    tables = values.pop("per_strategy", None)
     check_names(values, str(path))
-    return {k: coerce(spec_of(k), v, str(path)) for k, v in values.items()}
+    out = {k: coerce(spec_of(k), v, str(path)) for k, v in values.items()}
+    if tables is not None:
+        out["per_strategy"] = strategy_tables(tables, str(path))
+    return out
+
+
+# ---------------------------------------------------------------- per-strategy tables
+
+#: settings that are one for every strategy of a run, never in a ``per_strategy`` table: the data,
+#: how the run executes, and what makes the strategies of a trial comparable (the same seed,
+#: initial classes and oracle)
+RUN_WIDE: frozenset[str] = frozenset(s.name for s in CORE_SPECS if s.group not in (LOOP, TRAINING)) | {
+    "preset", "strategies", "seed", "out", "initial_classes", "label_noise"}
+
+
+def strategy_tables(tables: Any, origin: str) -> dict[str, dict[str, Any]]:
+    """The ``[per_strategy."NAME"]`` tables of a config file, a preset or stored settings, checked
+    and coerced: strategy -> the settings it gets instead of the common ones."""
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise ConfigError(f"{origin}: per_strategy holds one table of settings per strategy, "
+                          f"e.g. [per_strategy.llal] with lossnet_decay = true")
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in tables.items():
+        where = f"{origin} [per_strategy.{toml_key(str(name))}]"
+        values = {k.replace("-", "_"): v for k, v in table.items()}
+        check_names(values, where)
+        shared = sorted(set(values) & RUN_WIDE)
+        if shared:
+            raise ConfigError(f"{where}: {spec_of(shared[0]).flag} is one setting for every strategy of a run; "
+                              f"give it outside the per_strategy tables")
+        out[str(name).strip()] = {k: coerce(spec_of(k), v, where) for k, v in values.items()}
+    return out
+
+
+def overlay(lower: dict[str, Any], upper: dict[str, Any]) -> dict[str, Any]:
+    """The settings ``upper`` gives over those of ``lower`` (both coerced, flat, with optional
+    ``per_strategy`` tables): a strategy's table in ``upper`` beats its table in ``lower`` key by
+    key, and a value ``upper`` gives for every strategy also replaces the values ``lower``'s
+    tables hold for it.  So the command line beats a config file's tables, and what the user
+    gives (common or per strategy) beats the preset's tables."""
+    given = {k: v for k, v in upper.items() if v is not None}
+    out = {k: v for k, v in {**lower, **given}.items() if k != "per_strategy"}
+    tables: dict[str, dict[str, Any]] = {}
+    for name, table in (lower.get("per_strategy") or {}).items():
+        kept = {k: v for k, v in table.items() if k not in given}
+        if kept:
+            tables[name] = kept
+    for name, table in (given.get("per_strategy") or {}).items():
+        tables[name] = {**tables.get(name, {}), **table}
+    if tables:
+        out["per_strategy"] = tables
+    return out
 
 
 # ---------------------------------------------------------------- presets
@@ -192,8 +289,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 PRESET_INFO_KEYS = ("description", "reference", "for_dataset", "notes")
 
 #: preset settings measured against another one (epochs, the learning rate): when the user
-#: overrides only the base, the preset's value scales with it (160 of 200 epochs -> 8 of 10)
-DERIVED_FROM: dict[str, str] = {"milestones": "epochs", "stop_gradient_epoch": "epochs", "lossnet_lr": "lr"}
+#: overrides only the base, the preset's value scales with it (160 of 200 epochs -> 8 of 10;
+#: VAAL's iterations per cycle follow the task model's training length)
+DERIVED_FROM: dict[str, str] = {"milestones": "epochs", "stop_gradient_epoch": "epochs", "lossnet_lr": "lr",
+                                "vae_iterations": "epochs"}
 
 
 def preset_values(name: str) -> dict[str, Any]:
@@ -203,10 +302,14 @@ def preset_values(name: str) -> dict[str, Any]:
     raw = presets.read(name)
     origin = f"preset {name}"
     values = {k.replace("-", "_"): v for k, v in raw.items() if k not in PRESET_INFO_KEYS}
+    tables = values.pop("per_strategy", None)
     check_names(values, origin)
     if "preset" in values or "dataset" in values:
         raise ConfigError(f"{origin}: a preset may not set 'preset' or 'dataset'")
-    return {k: coerce(spec_of(k), v, origin) for k, v in values.items()}
+    out = {k: coerce(spec_of(k), v, origin) for k, v in values.items()}
+    if tables is not None:
+        out["per_strategy"] = strategy_tables(tables, origin)
+    return out
 
 
 def _scaled(key: str, value: Any, old: Any, new: Any) -> Any:
@@ -216,6 +319,8 @@ def _scaled(key: str, value: Any, old: Any, new: Any) -> Any:
         return value
     if key == "stop_gradient_epoch":
         return round(value * new / old)
+    if key == "vae_iterations":
+        return max(1, round(value * new / old))
     return float(f"{value / old * new:.12g}")  # lossnet_lr: keep the preset's ratio to --lr
 
 
@@ -223,9 +328,11 @@ def apply_preset(values: dict[str, Any], origin: str = "settings") -> dict[str, 
     """``values`` (what the user gave, coerced) over the preset they name, if any.
 
     A preset is a complete protocol, so it sits above the strategies' defaults; what the
-    user gives sits above the preset.  The preset's milestones and stop-gradient epoch
-    follow an overridden ``epochs``, its ``lossnet_lr`` an overridden ``lr``, unless they
-    are given too.
+    user gives sits above the preset, its per-strategy tables included (:func:`overlay`).
+    The preset's milestones, stop-gradient epoch and VAAL iterations follow an overridden
+    ``epochs``, its ``lossnet_lr`` an overridden ``lr``, unless they are given too; in a
+    strategy's table as well.  The preset's tables for strategies the run leaves out are
+    dropped.
     """
     given = {k: v for k, v in values.items() if v is not None}
     name = given.get("preset")
@@ -237,10 +344,31 @@ def apply_preset(values: dict[str, Any], origin: str = "settings") -> dict[str, 
 
         meant = presets.read(name).get("for_dataset", "KIND:PATH")
         raise ConfigError(f"{origin}: --preset {name} needs --dataset; it was written for {meant}")
-    merged = {**base, **given}
+    merged = overlay(base, given)
     for key, anchor in DERIVED_FROM.items():
         if key in base and key not in given and anchor in base and anchor in given and given[anchor] != base[anchor]:
             merged[key] = _scaled(key, base[key], base[anchor], given[anchor])
+    preset_tables, user_tables = base.get("per_strategy", {}), given.get("per_strategy", {})
+    tables = merged.get("per_strategy", {})
+    for strategy in sorted(set(preset_tables) | set(user_tables)):
+        theirs, mine = preset_tables.get(strategy, {}), user_tables.get(strategy, {})
+        for key, anchor in DERIVED_FROM.items():
+            if key in given or key in mine or (key not in theirs and anchor not in mine):
+                continue  # given by the user, or the same for every strategy (scaled above)
+            if key in theirs:
+                value, old = theirs[key], theirs.get(anchor, base.get(anchor))
+            elif key in base:
+                value, old = base[key], base.get(anchor)
+            else:
+                continue
+            new = mine.get(anchor, given.get(anchor))
+            if old is not None and new is not None and new != old:
+                tables.setdefault(strategy, {})[key] = _scaled(key, value, old, new)
+    run = merged.get("strategies") or []
+    tables = {s: t for s, t in tables.items() if s in user_tables or not run or s in run}
+    merged.pop("per_strategy", None)
+    if tables:
+        merged["per_strategy"] = tables
     return merged
 
 
@@ -348,7 +476,8 @@ def toml_value(value: Any) -> str:
 
 def settings_toml(runs: Sequence[tuple[str, dict[str, Any]]], comments: Sequence[str] = ()) -> str:
     """The resolved settings of each strategy as TOML: the values they share at the top, then
-    a ``[per_strategy."NAME"]`` table with what differs, for the strategies where something does.
+    a ``[per_strategy."NAME"]`` table with what differs, for the strategies where something does
+    (a ``--config`` file that gives the same settings: its tables beat its common values).
 
     ``runs`` holds (strategy name, flat settings); ``None`` (unset) values are left out.
     """

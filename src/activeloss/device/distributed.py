@@ -9,9 +9,13 @@ below is the identity, so a single process runs exactly the code it always ran.
 What is split between the W processes (ranks):
 
 * **training** - every rank draws the same global permutation and takes its share of every
-  global batch (:func:`batch_shard_positions`); each rank's loss is weighted by its share and
-  the gradients are summed over ranks (:func:`sync_step`), which is the gradient of the mean
-  loss over the global batch, as in single-process training;
+  global batch (:func:`batch_shard_positions`); the training step runs through PyTorch's
+  ``DistributedDataParallel`` (:func:`data_parallel`: bucketed all-reduces of the gradients,
+  overlapped with the backward pass), each rank's loss scaled (:func:`loss_scale`) so that
+  DDP's average over the ranks is the gradient of the mean loss over the global batch, as in
+  single-process training.  BatchNorm running statistics are averaged over the ranks after
+  each step (:func:`average_running_stats`), or computed over the global batch with
+  ``--sync-bn`` (:func:`sync_batchnorm`, CUDA only);
 * **scoring** - the candidates of a score-based query and the test set are split in whole
   evaluation batches (:func:`batch_range`), each rank scores its part, and the parts are
   gathered in the original order (:func:`all_gather_cat`), so every rank has every score,
@@ -22,13 +26,17 @@ oracle; what it reads or decides is sent to the others (:func:`broadcast_object`
 """
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..errors import ActiveLossError, ConfigError
 
 T = TypeVar("T")
 
@@ -156,8 +164,6 @@ def on_main(fn: Callable[[], T], share: bool = False) -> T | None:
 
 
 def _picklable(exc: BaseException | None) -> BaseException | None:
-    from ..errors import ActiveLossError
-
     if exc is None:
         return None
     if isinstance(exc, ActiveLossError):
@@ -184,6 +190,12 @@ def batch_range(n: int, batch_size: int) -> tuple[int, int]:
     return min(n, lo * batch_size), min(n, hi * batch_size)
 
 
+def _replicated(size: int) -> bool:
+    """Whether a global training batch of ``size`` has fewer mirror pairs than there are ranks:
+    every rank then trains on all of it (no rank may sit out a DDP step)."""
+    return size // 2 < world_size()
+
+
 def batch_shard_positions(size: int) -> torch.Tensor | None:
     """Positions (in a global training batch of ``size``) that this rank trains on, or None
     when not distributed (the whole batch).
@@ -193,10 +205,14 @@ def batch_shard_positions(size: int) -> torch.Tensor | None:
     dealt out in consecutive runs and each rank's part is laid out as ``[i_lo..i_hi)``
     followed by the mirrors in reverse, so the rank's own mirror pairing forms exactly the
     global pairs; the unpaired item of an odd batch goes last on the last rank.  Every
-    position goes to exactly one rank; a rank may get none (tiny batches, many ranks).
+    position goes to exactly one rank.  A batch with fewer pairs than ranks (a tiny last
+    batch) is not split: every rank takes all of it, in order (see :func:`loss_scale`), since
+    every rank must take part in each step of DistributedDataParallel.
     """
     if not active():
         return None
+    if _replicated(size):
+        return torch.arange(size)
     w, r = world_size(), rank()
     even = size - size % 2
     pairs = even // 2
@@ -206,6 +222,43 @@ def batch_shard_positions(size: int) -> torch.Tensor | None:
     if size % 2 and r == w - 1:
         parts.append(torch.tensor([size - 1]))
     return torch.cat(parts).long()
+
+
+def loss_scale(local: int, size: int, mean_over: str = "sample") -> float:
+    """The factor of this rank's loss, a mean over its ``local`` items of a global batch of
+    ``size`` (or over their mirror pairs: ``mean_over="pair"``), such that DistributedDataParallel's
+    average of the ranks' gradients is the gradient of the mean over the global batch: W times
+    the rank's share of the items (or pairs; the unpaired item of an odd batch, last on the
+    last rank, is in no pair), and 1 for a batch every rank takes whole.  1 in one process.
+    """
+    if not active() or _replicated(size):
+        return 1.0
+    if mean_over == "pair":
+        return world_size() * (local // 2) / (size // 2)
+    return world_size() * local / size
+
+
+# PyTorch 2.13 renamed DDP's ``broadcast_buffers`` (now a deprecation warning); the project supports 2.1 too
+_NO_BUFFER_SYNC: dict[str, Any] = (
+    {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False})
+
+
+def data_parallel(module: nn.Module) -> nn.Module:
+    """``module`` in PyTorch's ``DistributedDataParallel`` inside a process group (the module
+    itself otherwise): the gradients of its parameters are averaged over the ranks by bucketed
+    all-reduces that start during the backward pass, as soon as a bucket's gradients are ready.
+
+    Every rank runs every step (see :func:`batch_shard_positions`) and every trainable
+    parameter gets a gradient each step, so DDP needs no search for unused parameters; the
+    graph may change between steps (Learning Loss detaches the taps from some epoch on: the
+    same parameters still get gradients, in another order), so it is not declared static.
+    Buffers are not broadcast from rank 0 at each forward: :func:`average_running_stats` keeps
+    the BatchNorm statistics equal instead.
+    """
+    if not active():
+        return module
+    return DistributedDataParallel(module, **_NO_BUFFER_SYNC)
 
 
 # -- gathering ----------------------------------------------------------------
@@ -241,91 +294,71 @@ def all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
 
 # -- keeping replicas equal -----------------------------------------------------
 
-def _unique_parameters(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
-    seen, out = set(), []
-    for m in modules:
-        for p in m.parameters():
-            if p.requires_grad and id(p) not in seen:
-                seen.add(id(p))
-                out.append(p)
-    return out
-
-
 def _running_stat_modules(modules: Iterable[nn.Module]) -> list[nn.modules.batchnorm._NormBase]:
-    """Normalisation layers in training mode that keep running statistics (BatchNorm)."""
+    """Normalisation layers in training mode that keep running statistics from their rank's
+    share of the batch (BatchNorm; not SyncBatchNorm, whose statistics are the global batch's)."""
     seen, out = set(), []
     for root in modules:
         for m in root.modules():
-            if (isinstance(m, nn.modules.batchnorm._NormBase) and m.training and m.track_running_stats
-                    and m.running_mean is not None and id(m) not in seen):
+            if (isinstance(m, nn.modules.batchnorm._NormBase) and not isinstance(m, nn.SyncBatchNorm)
+                    and m.training and m.track_running_stats and m.running_mean is not None and id(m) not in seen):
                 seen.add(id(m))
                 out.append(m)
     return out
 
 
 @torch.no_grad()
-def sync_step(modules: Iterable[nn.Module], weight: float) -> None:
-    """After a local backward: make every rank hold the gradient of the global batch.
+def average_running_stats(modules: Iterable[nn.Module], local: int, size: int) -> None:
+    """After a training step on ``local`` items of a global batch of ``size``: replace the
+    BatchNorm running means and variances (updated from the rank's part in the forward) by
+    their average over the ranks, weighted by the ranks' shares of the items.
 
-    Each rank's loss was already weighted by its share of the global batch (``n_rank / B``
-    for a per-sample mean), so the gradients are summed over ranks: the gradient of the
-    mean over the global batch.  ``weight`` is the rank's share of the items.  A parameter
-    with no gradient on every rank keeps none (SGD then skips it, as in one process); one
-    with a gradient on some rank gets the sum.  BatchNorm running means and variances
-    (updated from the local part in the forward) are replaced by their share-weighted
-    average: for a layer whose input is the same as in one process (the first), that is the
-    global batch's running mean up to rounding and its running variance approximately
-    (within-part variances only);
-    ``num_batches_tracked`` takes the maximum.  One all-reduce per dtype and device (plus
-    one for the counters), so the replicas stay identical.  A no-op in one process.
+    For a layer whose input is the same as in one process (the first), that is the global
+    batch's running mean up to rounding and its running variance approximately (within-part
+    variances only).  ``num_batches_tracked`` is already equal (every rank runs every step).
+    SyncBatchNorm layers (``--sync-bn``) are left alone: they already hold the global batch's
+    statistics.  One all-reduce per dtype and device; a no-op in one process.
     """
     if not active():
         return
-    modules = list(modules)
-    params = _unique_parameters(modules)
-    norms = _running_stat_modules(modules)
-    groups: dict[tuple, list] = {}
-    for p in params:
-        groups.setdefault((p.dtype, p.device), []).append(("grad", p))
-    for m in norms:
-        for name in ("running_mean", "running_var"):
-            b = getattr(m, name)
-            groups.setdefault((b.dtype, b.device), []).append(("buffer", b))
-    for (dtype, device), items in groups.items():
-        chunks, flags = [], []
-        for kind, obj in items:
-            if kind == "grad":
-                g = obj.grad
-                flags.append(0.0 if g is None else 1.0)
-                chunks.append((torch.zeros_like(obj) if g is None else g).reshape(-1))
-            else:
-                chunks.append(obj.reshape(-1) * weight)
-        flat = torch.cat(chunks + [torch.tensor(flags, dtype=dtype, device=device)])
+    weight = loss_scale(local, size) / world_size()
+    groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+    for m in _running_stat_modules(modules):
+        for b in (m.running_mean, m.running_var):
+            assert b is not None
+            groups.setdefault((b.dtype, b.device), []).append(b)
+    for buffers in groups.values():
+        flat = torch.cat([b.reshape(-1) * weight for b in buffers])
         all_reduce_sum_(flat)
-        has_grad = flat[flat.numel() - len(flags):].tolist() if flags else []  # one read-back per group
-        offset, k = 0, 0
-        for kind, obj in items:
-            size = obj.numel()
-            part = flat[offset : offset + size].view_as(obj)
-            offset += size
-            if kind == "grad":
-                has = has_grad[k] > 0
-                k += 1
-                if has:
-                    if obj.grad is None:
-                        obj.grad = part.clone()
-                    else:
-                        obj.grad.copy_(part)
-                else:
-                    obj.grad = None
-            else:
-                obj.copy_(part)
-    counters = [m.num_batches_tracked for m in norms if m.num_batches_tracked is not None]
-    if counters:
-        flat = torch.stack([c.reshape(()) for c in counters]).to(_comm_device())
-        dist.all_reduce(flat, op=dist.ReduceOp.MAX)
-        for c, v in zip(counters, flat.tolist()):
-            c.fill_(int(v))
+        offset = 0
+        for b in buffers:
+            b.copy_(flat[offset : offset + b.numel()].view_as(b))
+            offset += b.numel()
+
+
+def check_sync_bn(enabled: bool, device: torch.device) -> None:
+    """``--sync-bn`` needs CUDA under torchrun: a :class:`ConfigError` on any other device
+    (gloo on the CPU).  Without a process group it is accepted and does nothing."""
+    if enabled and active() and device.type != "cuda":
+        raise ConfigError(f"--sync-bn: SyncBatchNorm needs CUDA (nccl), and this torchrun run is on {device.type} "
+                          "(gloo); leave --sync-bn out")
+
+
+def sync_batchnorm(model: nn.Module, enabled: bool, device: torch.device) -> nn.Module:
+    """``--sync-bn``: ``model`` with its BatchNorm layers turned into SyncBatchNorm (same
+    parameters, buffers and state-dict keys), under torchrun on CUDA; ``model`` itself without
+    a process group (one process already normalises with the global batch's statistics).
+
+    In training mode a SyncBatchNorm layer normalises with the statistics of the whole global
+    batch, gathered from every rank, so a BatchNorm model trains as in one process up to
+    rounding (a tiny batch that every rank takes whole counts W times in the unbiased running
+    variance); in eval mode (evaluation, queries) it is a plain BatchNorm.  Call it on a fresh
+    model before anything refers to its modules (taps, a compiled forward, a copy).
+    """
+    check_sync_bn(enabled, device)
+    if not (enabled and active()):
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 @torch.no_grad()

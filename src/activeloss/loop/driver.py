@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ class Driver:
         #: print the plan's training time estimated from the first epoch, for this many processes (0: don't)
         self.estimate = estimate
         self._epoch_started = 0.0  # when the epoch the estimate times started
+        #: called after every evaluated cycle (a cluster unit publishes its shard's snapshot)
+        self.on_cycle: Callable[[], None] | None = None
 
     def inputs_for(self, run: Run) -> Inputs:
         """The data on the device, shared by every run with the same augmentation and layout."""
@@ -166,6 +169,8 @@ class Driver:
     def _cycle_done(self, store: Store | None, bar: Any, metrics: dict[str, float]) -> None:
         if store is not None and self.write_csv:
             store.write_results_csv(self.out / "results.csv")
+        if self.on_cycle is not None:
+            self.on_cycle()
         bar.update(1)
         name = next(iter(metrics), "")  # the task's primary metric comes first
         if name:

@@ -8,32 +8,22 @@ and drives one learner per (strategy, trial) unit, one after the other, in worke
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from ..config import EXECUTION_FIELDS, Settings
-from ..data import Dataset
 from ..device import distributed, performance
 from ..device.performance import set_threads
 from ..errors import ConfigError
-from ..store import SCHEMA_VERSION, Store
-from ..tasks import make_task
+from ..store import Store
+from .cluster import check_resume, run_on_cluster
 from .driver import Driver, Outcome
 from .oracle import Oracle
+from .output import dataset_fingerprint, open_store
 from .parallel import run_parallel
 from .plan import Plan, Run, plan
-
-
-def dataset_fingerprint(data: Dataset) -> str:
-    """A short hash of the targets and shapes: resuming on different data is refused."""
-    h = hashlib.sha256()
-    for t in (data.y_train, data.y_test):
-        h.update(t.numpy().tobytes())
-    h.update(str((tuple(data.x_train.shape), tuple(data.x_test.shape))).encode())
-    return h.hexdigest()[:16]
 
 
 class Experiment:
@@ -49,30 +39,8 @@ class Experiment:
         """The run-wide settings (how it executes: threads, device, parallel workers)."""
         return self.plan.runs[0].settings
 
-    def open_store(self, resume: bool) -> Store:
-        data = self.plan.data
-        if resume:
-            store = Store.in_folder(self.out)
-            if store.get_meta("dataset_fingerprint") != dataset_fingerprint(data):
-                store.close()
-                raise ConfigError(f"{self.out}: the dataset has changed since this run started; cannot resume")
-            if store.get_meta("schema_version") != SCHEMA_VERSION:
-                store.close()
-                raise ConfigError(f"{self.out} was written by an older activeloss; `activeloss report` reads it, "
-                                  "but it cannot be resumed")
-            return store
-        self.out.mkdir(parents=True, exist_ok=True)
-        store = Store.in_folder(self.out)
-        store.set_meta("schema_version", SCHEMA_VERSION)
-        store.set_meta("settings", {k: v for k, v in self.plan.settings.to_dict().items() if v is not None})
-        store.set_meta("dataset_fingerprint", dataset_fingerprint(data))
-        store.set_meta("dataset", {
-            "spec": self.plan.settings.dataset, "name": data.name, "train": data.size,
-            "test": int(data.x_test.shape[0]), "classes": data.class_names,
-        })
-        store.set_meta("task", make_task(data.task).describe())
-        store.set_meta("device", str(self.plan.device))
-        return store
+    def open_store(self, resume: bool, wal: bool | None = None) -> Store:
+        return open_store(self.plan, self.out, resume, wal)
 
     def units(self) -> list[tuple[Run, int]]:
         """Every (strategy, trial) in the order they run: trial by trial, strategies in order."""
@@ -93,9 +61,15 @@ class Experiment:
         live = self.driver.progress and sys.stderr.isatty()
         units = self.units()
         workers = min(self.settings.parallel_trials, len(units))
+        executor = self.settings.executor
+        if resume and store is not None:
+            check_resume(self.out, executor, store)
         with tqdm(total=self.plan.total_cycles, initial=done, unit="cycle", disable=not live,
                   dynamic_ncols=True, mininterval=0.5) as bar, performance.explained_determinism_errors():
-            if workers > 1:
+            if executor != "local":
+                assert store is not None
+                run_on_cluster(store, units, self.settings, self.out, bar, log=self.driver.progress and not live)
+            elif workers > 1:
                 assert store is not None
                 run_parallel(self.driver, store, units, workers, bar)
             else:

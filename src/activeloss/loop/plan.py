@@ -6,6 +6,7 @@ strategy of an experiment, so a bad option fails in one line before any training
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,14 +70,22 @@ def task_of(settings: Settings, data: Dataset) -> str:
 
 def resolve_run(settings: Settings, strategy: Strategy, data: Dataset, reader: Reader | None,
                 layers: tuple[dict[str, Any], ...] = ()) -> Run:
-    """``strategy`` on ``data`` with every setting resolved (``layers`` go between the
-    strategy's defaults and the dataset's)."""
-    core_defaults = {k: v for k, v in strategy.defaults.items() if k in CORE_NAMES}
-    chain = [core_defaults, *layers, reader.defaults if reader else {}]
-    s = resolve(settings, chain, augment_default=reader.augment if reader else "none")
+    """``strategy`` on ``data`` with every setting resolved, the first that sets a value winning:
+    the settings given (the strategy's ``per_strategy`` table over the common values), the
+    strategy's defaults (those for the run's model first), ``layers``, the dataset's defaults,
+    the strategy's own protocol, then the Learning Loss protocol."""
+    given = dataclasses.replace(settings.merged(settings.per_strategy.get(strategy.name, {})), per_strategy={})
+    dataset_defaults = reader.defaults if reader else {}
+    if given.model is None:  # the strategy's defaults may depend on it
+        chosen = [layer["model"] for layer in (strategy.defaults, *layers, dataset_defaults) if layer.get("model")]
+        given.model = chosen[0] if chosen else models.default_model(data.input_shape)
+
+    def core(values: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if k in CORE_NAMES}
+
+    chain = [core(strategy.defaults_for(given.model)), *layers, dataset_defaults, core(strategy.protocol)]
+    s = resolve(given, chain, augment_default=reader.augment if reader else "none")
     s = resolve_counts(s, data.size)  # "10%" -> items of this dataset
-    if s.model is None:
-        s.model = models.default_model(data.input_shape)
     s.task = task_of(settings, data)
     check_values(s)
     strategy.check(task_type(s.task))
@@ -124,8 +133,12 @@ def plan(settings: Settings) -> Plan:
     """Load the data and resolve and check every setting, before anything is written."""
     load_plugins(settings.plugins)
     device = distributed.local_device(choose_device(settings.device))
+    distributed.check_sync_bn(settings.sync_bn, device)
     if settings.parallel_trials > 1 and distributed.active():
         raise ConfigError("--parallel-trials runs several processes on one machine; under torchrun leave it at 1")
+    if settings.executor != "local" and (settings.parallel_trials > 1 or distributed.active()):
+        raise ConfigError(f"--executor {settings.executor} spreads the units over its own workers: leave "
+                          "--parallel-trials at 1 and do not start it under torchrun")
     reader = reader_of(settings.dataset)
     data = load_dataset(settings.dataset, seed=settings.seed, test_fraction=settings.test_fraction,
                         split=settings.split, target=settings.target,
@@ -134,6 +147,10 @@ def plan(settings: Settings) -> Plan:
     names = settings.strategies or main_comparison(data.task)
     if len(set(names)) != len(names):
         raise ConfigError("--strategies names a strategy twice")
+    stray = sorted(set(settings.per_strategy) - {n.strip() for n in names})
+    if stray:
+        raise ConfigError(f"a [per_strategy.{stray[0]}] table is given, but the run's strategies are "
+                          f"{', '.join(names)}")
     strategies = [get_strategy(n) for n in names]
     runs = []
     for strategy in strategies:

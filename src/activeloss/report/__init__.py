@@ -68,6 +68,7 @@ __all__ = [
     "plot_curves",
     "plot_loss_prediction",
     "report",
+    "strategy_notes",
     "table",
     "timing_table",
 ]
@@ -125,7 +126,9 @@ def build_report(
         chosen = _choose_cycle(rows, cycle)
         tables = _tables(col, info, present, reach)
         header = _sources(col) if len(folders) > 1 else ""
-        text = "\n\n".join(([header] if header else []) + [to_markdown(t) for t in tables])
+        notes = strategy_notes(col.strategies)
+        text = "\n\n".join(([header] if header else []) + [to_markdown(t) for t in tables]
+                           + (["\n".join(notes)] if notes else []))
         result = Report(text)
         if out is not None:
             result.files = _write_outputs(col, Path(out), info, reach, chosen, combined=len(folders) > 1)
@@ -175,6 +178,15 @@ def _sources(col: Collection) -> str:
         seeds = ", ".join(map(str, sorted({r.seed for r in runs})))
         parts.append(f"{folder} ({names or 'no runs'}; seed {seeds or '-'})")
     return "combined: " + "; ".join(parts)
+
+
+def strategy_notes(strategies: Sequence[str]) -> list[str]:
+    """What must be said beside the results of some strategies (DNAL: a reconstruction), one
+    line each."""
+    from ..strategies import STRATEGIES
+
+    return [f"Note: {name} is {STRATEGIES.get(name).note}." for name in strategies
+            if name in STRATEGIES and STRATEGIES.get(name).note]
 
 
 def _choose_cycle(rows: list[dict[str, Any]], requested: int | None) -> int:
@@ -270,6 +282,9 @@ def _markdown_file(col: Collection, tables: list[Table], figures: list[Path], pa
         lines += [_sources(col), ""]
     for t in tables:
         lines += [to_markdown(t, heading="## "), ""]
+    notes = strategy_notes(col.strategies)
+    if notes:
+        lines += [*notes, ""]
     for fig in figures:
         rel = os.path.relpath(fig.resolve(), path.resolve().parent)
         lines += [f"![{fig.stem}]({rel})", ""]

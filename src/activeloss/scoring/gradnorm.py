@@ -48,7 +48,8 @@ _MAX_FUNC_ELEMS = 1 << 26
 
 _log = logging.getLogger(__name__)
 
-_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# SyncBatchNorm (--sync-bn) is a plain BatchNorm in eval mode, where the scores are computed
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 class _Unsupported(Exception):
