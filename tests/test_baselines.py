@@ -16,13 +16,15 @@ from activeloss.config import Settings
 from activeloss.data import Inputs
 from activeloss.errors import ConfigError
 from activeloss.models import build
-from activeloss.objectives import ModelInfo, Objective, make_objective
+from activeloss.objectives import OBJECTIVES, ModelInfo, Objective, make_objective
 from activeloss.objectives.dropout import SeededDropout, dropout_modules
 from activeloss.objectives.vae import (
     MLPVAE,
     ConvVAE,
+    SRAALOptions,
     VAEOptions,
     build_vae,
+    kl_divergence,
     vae_image_size,
 )
 from activeloss.scoring import kmeans_pp_factored, oui
@@ -330,12 +332,12 @@ def _easy_split(swap: bool):
     return (data, second, first) if swap else (data, first, second)
 
 
-@pytest.mark.parametrize("name", ["vaal", "sraal"])
-def test_adversarial_objective_learns_to_tell_labeled_from_unlabeled(name):
-    data, labeled, unlabeled = _easy_split(swap=True)
+@pytest.mark.parametrize(("name", "swap"), [("vaal", True), ("sraal", False)])
+def test_adversarial_objective_learns_to_tell_labeled_from_unlabeled(name, swap):
+    data, labeled, unlabeled = _easy_split(swap=swap)
     torch.manual_seed(0)
     model = build("cnn", 3, data.input_shape)
-    objective = make_objective(name, VAEOptions(vae_width=4, vae_epochs=30, vae_batch_size=20))
+    objective = make_objective(name, OBJECTIVES.get(name).Options(vae_width=4, vae_epochs=30, vae_batch_size=20))
     objective.setup(model, _info(3, model.taps, data.input_shape))
     objective.eval()
     inputs = _image_inputs(data)
@@ -350,7 +352,7 @@ def test_adversarial_objective_learns_to_tell_labeled_from_unlabeled(name):
     untrained = auc()
     objective.after_training(model, inputs, labeled, unlabeled, torch.Generator().manual_seed(0), data.y_train[labeled])
     assert not objective.vae.training and not objective.discriminator.training
-    assert untrained < 0.5  # with this seed the untrained discriminator ranks the wrong way
+    assert untrained < 0.5  # with this seed and split the untrained discriminator ranks the wrong way
     assert auc() > 0.9
     # the acquisition queries the lowest D: the unlabeled-looking items
     candidates = torch.cat([labeled[:10], unlabeled[:10]])
@@ -364,7 +366,7 @@ def test_adversarial_training_is_reproducible_and_works_on_rows():
     x = torch.randn(40, 6)
     inputs = _rows_inputs(x)
     inputs.y_train = torch.arange(40) % 2
-    options = VAEOptions(vae_width=4, vae_epochs=3, vae_batch_size=8)
+    options = SRAALOptions(vae_width=4, vae_epochs=3, vae_batch_size=8)
 
     def trained():
         torch.manual_seed(0)
@@ -379,7 +381,7 @@ def test_adversarial_training_is_reproducible_and_works_on_rows():
     for name, module in a.modules().items():
         for (k, v), w in zip(module.state_dict().items(), b.modules()[name].state_dict().values()):
             assert torch.equal(v, w), (name, k)
-    assert set(a.modules()) == {"vae", "discriminator", "head"}
+    assert set(a.modules()) == {"vae", "discriminator", "target_learner"}
 
 
 def test_oui_against_hand_computations():
@@ -427,7 +429,7 @@ def test_sraal_trains_the_discriminator_on_soft_targets(monkeypatch):
     inputs = _rows_inputs(x)
     torch.manual_seed(0)
     model = Identity(5, 3)
-    objective = make_objective("sraal", VAEOptions(vae_width=2, vae_epochs=1, vae_batch_size=4))
+    objective = make_objective("sraal", SRAALOptions(vae_width=2, vae_epochs=1, vae_batch_size=4))
     objective.setup(model, _info(3, (), (5,)))
     objective.after_training(model, inputs, torch.arange(4), torch.arange(4, 12), torch.Generator().manual_seed(0),
                              inputs.y_train[:4])
@@ -435,6 +437,97 @@ def test_sraal_trains_the_discriminator_on_soft_targets(monkeypatch):
     targets = torch.cat(seen)
     assert torch.all((targets == 1) | torch.isclose(targets[:, None], expected[None, :], atol=1e-6).any(1))
     assert torch.any(targets < 1)
+
+
+def _sraal(options, classes=3):
+    torch.manual_seed(0)
+    model = build("cnn", classes, DATA.input_shape)
+    objective = make_objective("sraal", options)
+    objective.setup(model, _info(classes, model.taps, DATA.input_shape))
+    objective.eval()
+    return model, objective
+
+
+@pytest.mark.parametrize("encoder", ["own", "shared"])
+def test_sraal_discriminator_reads_the_concatenation_of_both_latent_parts(encoder):
+    """SRAAL's unified representation is [mu_u, mu_s]: the VAE's (UIR's) latent mean, then the
+    supervised target learner's; the discriminator reads vae_latent + sraal_latent numbers, and a
+    change in the supervised part alone changes its input and its output."""
+    options = SRAALOptions(vae_width=4, vae_latent=5, sraal_latent=3, sraal_encoder=encoder)
+    _, objective = _sraal(options)
+    stl = objective.target_learner
+    assert objective.discriminator.net[0].in_features == 8
+    assert (stl.encoder is None) == (encoder == "shared")
+    x = _image_inputs().train_batch(torch.arange(6))
+    with torch.no_grad():
+        rep = objective.representation(x)
+        prepared = objective.vae.prepare(x)
+        hidden = objective.vae.encoder(prepared) if encoder == "shared" else stl.encoder(prepared)
+        assert rep.shape == (6, 8)
+        assert torch.allclose(rep[:, :5], objective.vae.encode(x)[0])
+        assert torch.allclose(rep[:, 5:], stl.fc_mu(hidden))
+        logits = objective.discriminator_logits(x)
+        assert torch.allclose(logits, objective.discriminator(rep))
+        stl.fc_mu.bias.add_(1.0)
+        changed = objective.representation(x)
+        assert torch.equal(changed[:, :5], rep[:, :5])
+        assert torch.allclose(changed[:, 5:], rep[:, 5:] + 1)
+        assert not torch.allclose(objective.discriminator_logits(x), logits)
+    # VAAL's discriminator reads the VAE's latent mean alone
+    vaal = make_objective("vaal", VAEOptions(vae_width=4, vae_latent=5))
+    vaal.setup(build("cnn", 3, DATA.input_shape), _info(3, (), DATA.input_shape))
+    assert vaal.discriminator.net[0].in_features == 5
+
+
+def test_sraal_trains_both_parts_and_the_discriminator_on_their_concatenation():
+    """In training, every discriminator forward reads [mu_u, mu_s] (vae_latent + sraal_latent wide);
+    the target learner's classifier learns from the labeled items' cross-entropy alone, so it stays
+    put when --sraal-supervised-weight is 0, while its encoder still moves (the adversarial term)."""
+    data = DATA
+    inputs = _image_inputs(data)
+    labeled, unlabeled = torch.arange(0, 20), torch.arange(20, 60)
+
+    def trained(weight):
+        model, objective = _sraal(SRAALOptions(vae_width=4, vae_latent=5, sraal_latent=3, vae_epochs=2,
+                                               vae_batch_size=8, sraal_supervised_weight=weight))
+        widths = []
+        objective.discriminator.register_forward_pre_hook(lambda m, args: widths.append(args[0].shape[1]))
+        before = {k: v.clone() for k, v in objective.target_learner.state_dict().items()}
+        objective.after_training(model, inputs, labeled, unlabeled, torch.Generator().manual_seed(0),
+                                 data.y_train[labeled])
+        after = objective.target_learner.state_dict()
+        moved = {k for k, v in before.items() if not torch.equal(v, after[k])}
+        return widths, moved
+
+    widths, moved = trained(1.0)
+    assert widths and set(widths) == {8}
+    assert {"classifier.weight", "classifier.bias", "fc_mu.weight"} <= moved
+    _, moved = trained(0.0)
+    assert "fc_mu.weight" in moved and not {"classifier.weight", "classifier.bias"} & moved
+
+
+def test_sraal_generator_loss_against_its_parts():
+    """The generator loss is the VAE losses of the labeled and unlabeled rows + the weight x (the
+    classifier's cross-entropy on the sampled z_s + KL of the STL's latent, labeled rows only)."""
+    from activeloss.objectives.vae import vae_loss
+
+    options = SRAALOptions(vae_width=4, vae_latent=5, sraal_latent=3, sraal_supervised_weight=0.5)
+    _, objective = _sraal(options)
+    x = _image_inputs().train_batch(torch.arange(10))
+    y = DATA.y_train[:4]
+    with torch.no_grad():
+        loss, rep = objective.generator_loss(x, 4, y, torch.Generator().manual_seed(3))
+        gen = torch.Generator().manual_seed(3)
+        noise, noise_s = torch.randn(10, 5, generator=gen), torch.randn(4, 3, generator=gen)
+        target, recon, mu, logvar = objective.vae(x, noise)
+        stl = objective.target_learner
+        mu_s, logvar_s = stl.fc_mu(stl.encoder(target)), stl.fc_logvar(stl.encoder(target))
+        z_s = mu_s[:4] + torch.exp(0.5 * logvar_s[:4]) * noise_s
+        expected = (vae_loss(target[:4], recon[:4], mu[:4], logvar[:4])
+                    + vae_loss(target[4:], recon[4:], mu[4:], logvar[4:])
+                    + 0.5 * (F.cross_entropy(stl.classifier(z_s), y) + kl_divergence(mu_s[:4], logvar_s[:4])))
+    assert torch.allclose(loss, expected, atol=1e-6)
+    assert torch.allclose(rep, torch.cat([mu, mu_s], dim=1))
 
 
 def test_discriminator_acquisition_needs_a_discriminator():

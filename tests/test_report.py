@@ -188,15 +188,22 @@ def test_end_to_end_run_records_the_figures_data_and_reports_every_output(tmp_pa
         edges = arrays[(run, cycle, "confidence_edges")]
         assert edges == list(classification.CONFIDENCE_EDGES) and edges[0] == 0 and edges[-1] == 1
         assert len(arrays[(run, cycle, "confidence_labeled")]) == len(edges) - 1
+    # the t-SNE map of the first trial from cycle 1 on (cycle 0 bought nothing), the entropies at the last
+    trial_of = dict(db.execute("SELECT id, trial FROM runs"))
+    assert {(trial_of[r], c) for r, c, n in arrays if n == "tsne_x"} == {(0, 1)}
+    assert {(trial_of[r], c) for r, c, n in arrays if n == "test_entropy"} == {(0, 1), (1, 1)}
 
     # the extra inference changes nothing: the same run without it gives the same results
     def without_inference(self, outputs, targets, num_classes, pool_outputs, labeled, unlabeled, gen):
         return {"per_class_accuracy": classification.per_class_accuracy(self.predict(outputs), targets, num_classes)}
 
+    from activeloss.loop.learner import Learner
+
     monkeypatch.setattr(classification.ClassificationTask, "diagnostics", without_inference)
+    monkeypatch.setattr(Learner, "_tsne_due", lambda self, figures: False)
     assert main([*args, "--out", str(tmp_path / "plain")]) == 0
     plain_arrays = {n for n, in sqlite3.connect(tmp_path / "plain" / "store.sqlite").execute("SELECT name FROM arrays")}
-    assert "per_class_accuracy" in plain_arrays and "confidence_labeled" not in plain_arrays
+    assert "per_class_accuracy" in plain_arrays and not plain_arrays & {"confidence_labeled", "tsne_x"}
 
     def strip(path: Path) -> list[dict[str, str]]:
         with open(path) as f:
@@ -216,8 +223,8 @@ def test_end_to_end_run_records_the_figures_data_and_reports_every_output(tmp_pa
     assert "| cycle | labeled |" in files["markdown"].read_text()
     tex = files["latex"].read_text()
     assert r"\toprule" in tex and r"$\pm$" in tex
-    for name in ("curves", "time", "loss_prediction", "confidence", "per_class"):
-        png = tmp_path / "figs" / f"{name}.png"
+    for name in ("curves", "time", "loss_prediction", "confidence", "per_class", "tsne"):
+        png = (out if name == "tsne" else tmp_path / "figs") / f"{name}.png"  # --cycle 0 has no map
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000, name
 
 

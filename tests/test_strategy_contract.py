@@ -27,7 +27,7 @@ def _regression_data() -> Dataset:
 REGRESSION = _regression_data()
 DATA = {"classification": (CLASSIFICATION, "cnn"), "regression": (REGRESSION, "mlp")}
 SMALL = dict(epochs=1, batch_size=16, eval_batch_size=16, mc_passes=3, vae_width=4, vae_epochs=0.5,
-             vae_batch_size=16, vae_latent=4)
+             vae_batch_size=16, vae_latent=4, gen_width=4, gen_iterations=2, gen_batch_size=16, gen_latent=4)
 LABELED = torch.arange(0, 90, 3)  # 30 labeled items
 
 

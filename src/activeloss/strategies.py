@@ -243,7 +243,20 @@ register(Strategy(
 ))
 register(Strategy(
     "sraal", "sraal", "sraal",
-    "VAAL with a supervised head and unlabeled discriminator targets 1 - OUI of the task model; query the lowest D(mu)",
-    "Zhang et al., State-Relabeling Adversarial Active Learning, CVPR 2020 (random initial pool, not k-center)",
+    "a VAE and a supervised target learner whose latents, concatenated, feed the discriminator; unlabeled "
+    "discriminator targets 1 - OUI of the task model; query the lowest D",
+    "Zhang et al., State-Relabeling Adversarial Active Learning, CVPR 2020 (its k-center initial pool: "
+    "--initial-method kcenter)",
+    main_for=(),
+))
+register(Strategy(
+    "bgadl", "vae-acgan", "bald",
+    "BALD picks the items; a VAE-ACGAN trained on the labeled set adds a synthetic x' = g(e(x)) per labeled query, "
+    "with its label, to the training data (never to the labels)",
+    "Tran et al., Bayesian Generative Active Deep Learning, ICML 2019 (a reconstruction from a survey)",
+    # the synthetic items are kept by the objective across cycles: a fresh one each cycle (--reinit) has none
+    defaults={"reinit": False},
+    note="a reconstruction of BGADL (Tran et al., 2019) from a survey's description: no architecture or numbers "
+         "given, every size an option; synthetic items are training data only, never counted as labels",
     main_for=(),
 ))

@@ -75,6 +75,30 @@ def _batch_loss(
     return loss
 
 
+def _labeled_first(order: torch.Tensor, labeled: int, batch_size: int) -> tuple[torch.Tensor, list[int]]:
+    """``order`` (positions over the labeled items, below ``labeled``, then an objective's extra
+    items) with each batch's labeled positions before its extra ones, each part in its drawn
+    order, and the number of labeled positions per batch; on the CPU, so nothing is read back
+    from the device."""
+    extra = order >= labeled
+    batch_of = torch.arange(order.numel()) // batch_size
+    order = order[torch.sort(batch_of * 2 + extra.long(), stable=True).indices]
+    return order, [int(part.sum()) for part in (~extra).long().split(batch_size)]
+
+
+def _batch_inputs(inputs: Inputs, indices: torch.Tensor, extra: torch.Tensor, batch: torch.Tensor, labeled: int,
+                  gen: torch.Generator) -> torch.Tensor:
+    """The model inputs of a batch whose first ``labeled`` positions are labeled items (normalised
+    and augmented by ``inputs``) and the rest an objective's extra items (normalised alone)."""
+    parts = []
+    if labeled:
+        parts.append(inputs.train_batch(indices[batch[:labeled]], gen))
+    if labeled < batch.numel():
+        parts.append(inputs.normalise(extra[batch[labeled:] - indices.numel()]))
+    x = torch.cat(parts)
+    return x.contiguous(memory_format=inputs.memory_format) if inputs.is_image else x
+
+
 class _TrainingStep(nn.Module):
     """One training step's loss as one module, what DistributedDataParallel wraps under torchrun.
 
@@ -128,6 +152,9 @@ def train(
     whole on the device.  A last batch of a single item is skipped (BatchNorm cannot
     train on one sample).  The loop never reads a value back to the host.
     ``forward`` calls the model (its ``torch.compile`` wrapper with ``--compile``).
+    Items the objective adds (:meth:`Objective.training_items`, BGADL's synthetic items) join
+    the permutation as further training items; in each batch the labeled items come first,
+    and the added ones are normalised but not augmented.
 
     Under torchrun (:mod:`activeloss.device.distributed`) every rank draws the same permutation
     and augmentation and trains on its share of each global batch; the model and the
@@ -153,7 +180,13 @@ def train(
     optimizer, scheduler = make_optimizer(model, objective, cfg)
     labels = labels.to(device)
     indices = indices.to(device)  # batches are cut on the device: no copy from the host per step
-    n = indices.numel()
+    extra = objective.training_items(model, inputs, indices, labels, gen)
+    x_extra = None
+    if extra is not None and extra[0].shape[0] > 0:  # items beside the labeled ones (BGADL's synthetic items)
+        x_extra = extra[0].to(device)
+        labels = torch.cat([labels, extra[1].to(device=device, dtype=labels.dtype)])
+    n_labeled = indices.numel()
+    n = n_labeled + (x_extra.shape[0] if x_extra is not None else 0)
     aug_gen = on_device(gen, device)
     model.train()
     objective.train()
@@ -165,14 +198,21 @@ def train(
         step = distributed.data_parallel(
             _TrainingStep(model, trained[1:], partial(_batch_loss, forward, task, objective, taps)))
     for epoch in range(cfg.epochs):
-        order = torch.randperm(n, generator=gen).to(device)  # drawn on the CPU (seeded), sent once per epoch
-        for start in range(0, n, cfg.batch_size):
+        order = torch.randperm(n, generator=gen)  # drawn on the CPU (seeded), sent once per epoch
+        per_batch: list[int] = []
+        if x_extra is not None:
+            order, per_batch = _labeled_first(order, n_labeled, cfg.batch_size)
+        order = order.to(device)
+        for b, start in enumerate(range(0, n, cfg.batch_size)):
             batch = order[start : start + cfg.batch_size]
             if batch.numel() < 2 and n > 1:
                 continue
             # the whole batch is drawn and augmented on every rank (the same random draws),
             # then each rank keeps its share: see distributed.batch_shard_positions
-            x = inputs.train_batch(indices[batch], aug_gen)
+            if x_extra is None:
+                x = inputs.train_batch(indices[batch], aug_gen)
+            else:
+                x = _batch_inputs(inputs, indices, x_extra, batch, per_batch[b], aug_gen)
             y = labels[batch]
             optimizer.zero_grad(set_to_none=True)
             if step is None:

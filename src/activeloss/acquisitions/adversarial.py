@@ -1,7 +1,8 @@
 """The discriminator acquisition of VAAL and SRAAL: the candidates that look least labeled.
 
 The objective's VAE encodes each candidate (eval mode, un-augmented input) and its
-discriminator scores the latent mean; the top-k **lowest** ``D(mu)`` are queried.  The
+discriminator scores the latent mean (VAAL: ``mu``; SRAAL: ``[mu_u, mu_s]``, its reconstruction
+and supervised latents concatenated); the top-k **lowest** ``D(mu)`` are queried.  The
 score is ``-logit D(mu)``: the same order as ``1 - D`` (or ``-D``) but without the ties a
 saturated sigmoid would create in float32.
 """
@@ -30,4 +31,5 @@ class SRAALAcquisition(DiscriminatorAcquisition):
 ACQUISITIONS.register("vaal", DiscriminatorAcquisition,
                       "lowest discriminator score D(mu) of the objective's VAE latent (VAAL; needs vaal or sraal)")
 ACQUISITIONS.register("sraal", SRAALAcquisition,
-                      "lowest discriminator score D(mu), as vaal, on SRAAL's state-relabeled discriminator")
+                      "lowest discriminator score D([mu_u, mu_s]) on SRAAL's two-part latent and state-relabeled "
+                      "discriminator")

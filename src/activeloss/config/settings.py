@@ -60,8 +60,9 @@ class Settings:
                          group=LOOP)
     cycles: int | None = option(None, "train-and-evaluate rounds; round c trains on initial + c x budget labels",
                                 at_least=1, group=LOOP)
-    initial: int | str | None = option(None, "size of the random initial labeled set, or a percentage of the "
-                                       "training set (10%%)", at_least=1, percent_of="pool", group=LOOP)
+    initial: int | str | None = option(None, "size of the initial labeled set (see --initial-method), or a "
+                                       "percentage of the training set (10%%)", at_least=1, percent_of="pool",
+                                       group=LOOP)
     budget: int | str | None = option(None, "items labeled per query, or a percentage of the training set (5%%)",
                                       at_least=1, percent_of="pool", group=LOOP)
     subset: int | str | None = option(None, "random candidate subset per query (0 = the whole unlabeled pool), or "
@@ -70,6 +71,10 @@ class Settings:
     initial_classes: int | None = option(None, "draw the initial labeled set from this many randomly chosen classes "
                                          "only (seeded per trial; later queries are unrestricted)", at_least=1,
                                          group=LOOP)
+    initial_method: str = option("random", "how the initial labeled set is chosen: random, or kcenter (k-center greedy "
+                                 "over the training inputs normalised and average-pooled to at most 8x8 per channel, "
+                                 "rows standardised, the first centre random; the same set for every strategy of a "
+                                 "trial)", choices=("random", "kcenter"), group=LOOP)
     label_noise: float = option(0.0, "rate at which the simulated oracle returns a wrong label (CIFAR-100: another "
                                 "fine class of the same superclass; else a uniform other class)",
                                 at_least=0, below=1, group=LOOP)
@@ -110,8 +115,9 @@ class Settings:
     parallel_trials: int = option(1, "run up to N (strategy, trial) runs at once, each in its own process sharing "
                                   "the device; the results equal those of one at a time", at_least=1, group=EXECUTION)
     diagnostics: str = option("last", "when to record the confidence histograms of confidence.png (a forward pass "
-                              "over the labeled items and 2,000 unlabeled ones): every cycle, the last cycle, or "
-                              "none; per-class accuracy is free and kept every cycle",
+                              "over the labeled items and 2,000 unlabeled ones) and the t-SNE map of tsne.png "
+                              "(first trial, from cycle 1): every cycle, the last cycle, or none; per-class "
+                              "accuracy is free and kept every cycle",
                               choices=("every", "last", "none"), group=EXECUTION)
     keep_models: str = option("last", "the models kept in OUT/checkpoints when a run ends: none, last (the final "
                               "model of every strategy and trial) or all (every cycle's)",
@@ -241,7 +247,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 #: how the run executes, and what makes the strategies of a trial comparable (the same seed,
 #: initial classes and oracle)
 RUN_WIDE: frozenset[str] = frozenset(s.name for s in CORE_SPECS if s.group not in (LOOP, TRAINING)) | {
-    "preset", "strategies", "seed", "out", "initial_classes", "label_noise"}
+    "preset", "strategies", "seed", "out", "initial_classes", "initial_method", "label_noise"}
 
 
 def strategy_tables(tables: Any, origin: str) -> dict[str, dict[str, Any]]:

@@ -20,6 +20,7 @@ polls ``/api/state`` for its progress and for the next batch.
 (No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations, which
 name classes made inside :func:`create_app`.)
 """
+import base64
 import hashlib
 import html
 import io
@@ -81,6 +82,15 @@ def cookie_name(port: int | None) -> str:
     return f"activeloss-token-{port or 0}"
 
 
+def basic_password(value: str) -> str | None:
+    """The password of an HTTP basic ``Authorization`` value (Label Studio's way to send the token
+    to an ML backend), or None."""
+    try:
+        return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def token_matches(given: str | None, token: str) -> bool:
     return given is not None and secrets.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
 
@@ -128,8 +138,9 @@ def batch_id(items: list[int], latest_round: int) -> str:
     return f"{latest_round}-{len(items)}-{digest}"
 
 
-def create_app(folder: str | Path, token: str, *, auto_train: bool = True) -> Any:
-    """The labeling app over the project in ``folder``; every request must carry ``token``."""
+def create_app(folder: str | Path, token: str, *, auto_train: bool = True, ml_backend: bool = False) -> Any:
+    """The labeling app over the project in ``folder``; every request must carry ``token``.
+    ``ml_backend`` adds the routes of a Label Studio ML backend (:mod:`.ml_backend`)."""
     require_framework()
     from typing import Annotated, Literal
 
@@ -180,7 +191,8 @@ def create_app(folder: str | Path, token: str, *, auto_train: bool = True) -> An
         auth = request.headers.get("authorization")
         if auth is not None:
             scheme, _, value = auth.partition(" ")
-            given: str | None = value.strip() if scheme.lower() == "token" else None
+            given: str | None = (value.strip() if scheme.lower() == "token" else
+                                 basic_password(value) if scheme.lower() == "basic" else None)
         elif "token" in request.query_params:
             given = request.query_params["token"]
         else:
@@ -303,6 +315,11 @@ def create_app(folder: str | Path, token: str, *, auto_train: bool = True) -> An
                     "item": item_data(derived, body.annotator, event.item),
                     "progress": {"mine": mine, "settled": settled, "total": total}}
 
+    if ml_backend:
+        from .ml_backend import add_routes
+
+        add_routes(app, folder, opened, lock, lambda project: maybe_train(project, project.derived()))
+
     @app.post("/api/train")
     def train() -> dict[str, Any]:
         with lock, opened(folder) as project:
@@ -360,14 +377,14 @@ def page_url(host: str, port: int, token: str) -> str:
 
 
 def serve(folder: str | Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
-          announce: Callable[[str], Any] = print, auto_train: bool = True) -> None:
+          announce: Callable[[str], Any] = print, auto_train: bool = True, ml_backend: bool = False) -> None:
     """Serve the labeling page of the project in ``folder`` until Ctrl-C; ``announce`` gets its
     address (with the token, generated unless given) and what to do with it."""
     require_framework()
     import uvicorn
 
     token = token or secrets.token_urlsafe(24)
-    app = create_app(folder, token, auto_train=auto_train)
+    app = create_app(folder, token, auto_train=auto_train, ml_backend=ml_backend)
     with opened(Path(folder)) as project:
         _mine, settled, total = project.progress("default")
     sock = listen(host, port)
@@ -377,6 +394,9 @@ def serve(folder: str | Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
              + ("" if total else " (no batch yet: make one with activeloss query PROJECT --budget N)"))
     announce(f"open {url}")
     announce("  (one person each: add &annotator=NAME; answers are saved as they are given; Ctrl-C stops the server)")
+    if ml_backend:
+        announce(f"Label Studio ML backend: {url.split('/?', 1)[0]} (in Label Studio's Connect model dialog, turn on "
+                 "basic authentication: any user name, the token as password)")
     if host not in ("127.0.0.1", "localhost", "::1"):
         announce(f"note: listening on {host}: anyone who can reach it and has the address above can label")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",

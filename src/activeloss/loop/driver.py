@@ -5,26 +5,87 @@ the next step until the run is done: teach the initial labels, fit, evaluate, qu
 oracle, teach its answers.  A run resumed at any point therefore ends exactly as an
 uninterrupted one.  When the oracle has no answer (a person has not labeled yet), the run
 stops with its batch pending.
+
+The initial labeled set is drawn here, once per trial for every strategy: at random
+(``--initial-method random``) or by k-center greedy over a feature space that depends on the
+data alone (``kcenter``, :func:`initial_features` and :func:`kcenter_initial`).
 """
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..data import Dataset, Inputs
 from ..device import distributed, performance
+from ..errors import PoolError
+from ..scoring import k_center_greedy
 from ..seeding import generator
 from ..store import Store
 from .learner import Learner
 from .oracle import Oracle, simulated_oracle
 from .plan import Plan, Run, initial_allowed, inputs_for
 from .pool import Pool
+
+#: images are average-pooled to at most this side for ``--initial-method kcenter``
+KCENTER_SIDE = 8
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one CPU thread inside (as many as before after): the k-center initial set is then
+    computed by the same sequence of float operations in every process of a run, whatever threads
+    its strategies' models use."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def initial_features(data: Dataset, batch_size: int = 4096) -> torch.Tensor:
+    """The feature space of ``--initial-method kcenter``, (N, d) float32 on the CPU: every training
+    input normalised as the model sees it (the training set's per-channel, or per-feature, mean and
+    std; no augmentation), images average-pooled to at most 8x8 per channel (the 8x8 digits as they
+    are, MNIST 8x8 = 64 numbers, CIFAR 3x8x8 = 192), rows as they are (standardised).  It depends on
+    the data alone, never on a model, so every strategy of a trial gets the same set from it."""
+    with _one_thread():
+        inputs = Inputs.from_dataset(data, torch.device("cpu"), (), 0)
+        parts = []
+        for x in inputs.batches(torch.arange(data.size), batch_size):
+            if x.dim() == 4:
+                x = F.adaptive_avg_pool2d(x, (min(KCENTER_SIDE, x.shape[2]), min(KCENTER_SIDE, x.shape[3])))
+            parts.append(x.flatten(1).float())
+        return torch.cat(parts)
+
+
+def kcenter_initial(features: torch.Tensor, count: int, gen: torch.Generator,
+                    allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """``count`` items chosen by k-center greedy over ``features`` (N, d) (the survey's Algorithm 1,
+    SRAAL's initial pool), sorted: the first centre drawn uniformly from ``gen`` among the allowed
+    items (``allowed``: a boolean mask over the N items, None for all), then each next item the allowed
+    one farthest from its nearest centre (:func:`activeloss.scoring.k_center_greedy`: incremental, no
+    N x N matrix; ties to the lowest index)."""
+    n = features.shape[0]
+    pool = torch.arange(n) if allowed is None else torch.as_tensor(allowed, dtype=torch.bool).cpu().nonzero().flatten()
+    if count > pool.numel():
+        raise PoolError(f"the initial labeled set ({count}) is larger than the "
+                        f"{'allowed items' if allowed is not None else 'pool'} ({pool.numel()})")
+    if count <= 0:
+        return torch.empty(0, dtype=torch.long)
+    first = int(pool[int(torch.randint(pool.numel(), (1,), generator=gen))])
+    rest = pool[pool != first]
+    with _one_thread():
+        picks = k_center_greedy(features[rest], features[first : first + 1], count - 1)
+    return torch.cat([torch.tensor([first]), rest[picks.cpu()]]).sort().values
 
 
 @dataclass(frozen=True)
@@ -69,6 +130,8 @@ class Driver:
         self._epoch_started = 0.0  # when the epoch the estimate times started
         #: called after every evaluated cycle (a cluster unit publishes its shard's snapshot)
         self.on_cycle: Callable[[], None] | None = None
+        self._initial_features: torch.Tensor | None = None  # --initial-method kcenter's, computed once
+        self._kcenter_sets: dict[tuple, torch.Tensor] = {}  # (seed, trial, count, classes) -> its initial set
 
     def inputs_for(self, run: Run) -> Inputs:
         """The data on the device, shared by every run with the same augmentation and layout."""
@@ -115,12 +178,24 @@ class Driver:
             print(text, file=sys.stderr, flush=True)
 
     def initial_items(self, run: Run, trial: int) -> torch.Tensor:
-        """The random initial labeled set: the same for every strategy of a trial (it depends on
-        the seed and trial only; with ``--initial-classes`` it comes from the M classes drawn
-        for the trial)."""
+        """The initial labeled set: the same for every strategy of a trial (it depends on the data,
+        the seed and the trial only; with ``--initial-classes`` it comes from the M classes drawn for
+        the trial).  ``--initial-method random`` draws it at random; ``kcenter`` takes it by k-center
+        greedy over :func:`initial_features`, its first centre drawn from the same seeded generator;
+        that set is computed once per trial in this process and recomputed identically by any other
+        (a parallel worker, a resumed run)."""
         s = run.settings
-        return Pool(self.data.size).draw_initial(int(s.initial or 0), generator(s.seed, "initial", trial),
-                                                 initial_allowed(self.data, s, trial))
+        count = int(s.initial or 0)
+        gen = generator(s.seed, "initial", trial)
+        allowed = initial_allowed(self.data, s, trial)
+        if s.initial_method != "kcenter":
+            return Pool(self.data.size).draw_initial(count, gen, allowed)
+        key = (s.seed, trial, count, s.initial_classes)
+        if key not in self._kcenter_sets:
+            if self._initial_features is None:
+                self._initial_features = initial_features(self.data)
+            self._kcenter_sets[key] = kcenter_initial(self._initial_features, count, gen, allowed)
+        return self._kcenter_sets[key].clone()
 
     def run_unit(self, store: Store | None, run: Run, trial: int, bar: Any = None) -> Outcome:
         """Run (or finish) one strategy and trial."""

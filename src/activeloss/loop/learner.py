@@ -37,14 +37,16 @@ from ..errors import ConfigError, PoolError
 from ..metrics import ranking_accuracy
 from ..models.modes import eval_mode
 from ..objectives import ModelInfo, Objective
+from ..scoring import entropy
 from ..seeding import derive_seed, generator
 from ..store import Store
 from ..strategies import Strategy, get_strategy
-from ..tasks import Task, check_offers, make_task
+from ..tasks import PROBABILITIES, Task, check_offers, make_task
 from ..trainer import Evaluation, TrainConfig, evaluate, train
 from .checkpoints import Checkpoints
 from .plan import Run, choose_device, inputs_for, plan, resolve_run
 from .pool import Pool
+from .tsne import tsne_arrays
 
 #: what a user's Learner gets before the protocol defaults: the whole pool is scored
 LEARNER_DEFAULTS: dict[str, Any] = {"subset": 0}
@@ -337,11 +339,13 @@ class Learner:
         self.cycle, self._model_cycle, self._evaluated, self._queries = cycle, cycle, False, 0
         return seconds
 
-    def evaluate(self, keep_losses: bool = False, figures: bool = True) -> dict[str, float]:
+    def evaluate(self, keep_losses: bool = False, figures: bool = True, tsne: bool | None = None) -> dict[str, float]:
         """The task's metrics of the current model on the test set (plus the loss predictor's
         ranking accuracy), recorded with the cycle with the small arrays the report's figures
-        need; ``keep_losses`` also keeps every test item's real and predicted loss, ``figures``
-        the arrays that cost extra forward passes (the confidence histograms)."""
+        need; ``keep_losses`` also keeps every test item's real loss, predicted loss and (a task
+        with class probabilities) entropy, ``figures`` the arrays that cost extra forward passes:
+        the confidence histograms and, in the first trial at the cycles ``diagnostics`` names (from
+        cycle 1), the t-SNE map of tsne.png (``tsne=True`` or ``False`` decides that instead)."""
         if self.cycle < 0:
             raise PoolError("no model yet: fit() first")
         t0 = time.perf_counter()
@@ -358,6 +362,8 @@ class Learner:
                 result.outputs, self.data.y_test, self.data.num_classes, self._outputs,
                 self.labeled if figures else nothing, self.unlabeled if figures else nothing,
                 generator(self.seed, "confidence", self.trial, self.cycle)))
+            if (self._tsne_due(figures) if tsne is None else tsne):
+                arrays.update(self._tsne_map())
         _synchronize(self.device)
         t2 = time.perf_counter()
         if self.store is not None:
@@ -368,7 +374,8 @@ class Learner:
 
     def _metrics(self, result: Evaluation, keep_losses: bool) -> tuple[dict[str, float], dict[str, list]]:
         """The cycle's metrics, with the loss predictor's ranking accuracy (and, with
-        ``keep_losses``, every test item's real and predicted loss)."""
+        ``keep_losses``, every test item's real loss beside its predicted loss and its entropy,
+        when the objective predicts losses and the task gives class probabilities)."""
         metrics = dict(result.metrics)
         arrays: dict[str, list] = {}
         if result.predicted_losses is not None:
@@ -376,19 +383,50 @@ class Learner:
             metrics["ranking_accuracy"] = (ranking_accuracy(result.predicted_losses, result.losses)
                                            if finite else float("nan"))
             if keep_losses:
-                arrays.update(test_loss=result.losses.tolist(), predicted_loss=result.predicted_losses.tolist())
+                arrays.update(predicted_loss=result.predicted_losses.tolist())
+        if keep_losses and PROBABILITIES in self.task.offers:
+            arrays.update(test_entropy=entropy(self.task.probabilities(result.outputs)).tolist())
+        if arrays:
+            arrays.update(test_loss=result.losses.tolist())
         return metrics, arrays
 
+    def _tsne_due(self, figures: bool) -> bool:
+        """Whether this evaluation records the t-SNE map: with the figures' arrays, at the cycles
+        ``diagnostics`` names (every cycle, or the plan's last), from cycle 1 on (cycle 0 bought
+        nothing), in the first trial only (the report draws one trial; the map takes seconds)."""
+        s = self.settings
+        last = self.cycle == int(s.cycles or 0) - 1
+        return figures and self.trial == 0 and self.cycle >= 1 and (s.diagnostics == "every" or last)
+
+    def _tsne_map(self) -> dict[str, list]:
+        """The t-SNE map's arrays (see :mod:`.tsne`): the items labeled before this cycle, a sample
+        of the unlabeled ones and the batch bought for this cycle, in the current model's features."""
+        labeled = self.labeled
+        bought = self.pool.label_cycle[labeled] == self.cycle
+        groups = {"labeled": labeled[~bought], "unlabeled": self.unlabeled, "queried": labeled[bought]}
+        try:
+            return tsne_arrays(lambda items: self._outputs(items, features=True), groups,
+                               generator(self.seed, "tsne", self.trial, self.cycle),
+                               derive_seed(self.seed, "tsne-map", self.trial, self.cycle),
+                               threads=torch.get_num_threads())
+        except ConfigError:  # a user's model without features() or a last nn.Linear: no map
+            return {}
+        finally:
+            if self.taps is not None:
+                self.taps.clear()
+
     @torch.no_grad()
-    def _outputs(self, indices: torch.Tensor) -> torch.Tensor:
-        """The model's outputs for training items (eval mode, un-augmented)."""
+    def _outputs(self, indices: torch.Tensor, features: bool = False) -> torch.Tensor:
+        """The model's outputs (``features``: its penultimate features) for training items (eval
+        mode, un-augmented)."""
         assert self.model is not None
         model = self.model
+        forward = models.features_of(model) if features else model
         out = []
         with eval_mode(model):
             for x in self.inputs.batches(indices, self.settings.eval_batch_size):
                 with performance.autocast(self.device):
-                    out.append(model(x).float())
+                    out.append(forward(x).float())
         return torch.cat(out) if out else torch.zeros(0)
 
     def query(self, k: int, exclude: torch.Tensor | None = None) -> Batch:

@@ -16,6 +16,7 @@ for _module in pkgutil.iter_modules(__path__):
 
 from .double_branch import DoubleBranchObjective  # noqa: E402  (after discovery: every module is loaded)
 from .dropout import MCDropoutObjective, SeededDropout, dropout_modules, inserted_dropout  # noqa: E402
+from .generative import BayesianGenerativeObjective  # noqa: E402
 from .lossnet import LossNet, LossPredictionObjective, MSELossPredictionObjective  # noqa: E402
 from .vae import SRAALObjective, VAALObjective  # noqa: E402
 
@@ -26,7 +27,7 @@ def make_objective(name: str, options: object = None) -> Objective:
 
 
 __all__ = [
-    "OBJECTIVES", "DoubleBranchObjective", "LossNet", "LossPredictionObjective", "MCDropoutObjective",
-    "MSELossPredictionObjective", "ModelInfo", "Objective", "ParamGroup", "SRAALObjective", "SeededDropout", "Step",
-    "VAALObjective", "dropout_modules", "inserted_dropout", "make_objective",
+    "OBJECTIVES", "BayesianGenerativeObjective", "DoubleBranchObjective", "LossNet", "LossPredictionObjective",
+    "MCDropoutObjective", "MSELossPredictionObjective", "ModelInfo", "Objective", "ParamGroup", "SRAALObjective",
+    "SeededDropout", "Step", "VAALObjective", "dropout_modules", "inserted_dropout", "make_objective",
 ]

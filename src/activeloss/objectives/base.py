@@ -87,6 +87,18 @@ class Objective:
     def on_cycle_start(self, model: nn.Module) -> None:
         """Called before each cycle's training (e.g. to sync a target network)."""
 
+    def training_items(self, model: nn.Module, inputs: Inputs, labeled: torch.Tensor, labels: torch.Tensor,
+                       gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Items the model trains on this cycle beside the labeled ones (BGADL's synthetic items), or None.
+
+        Called once per cycle before the first epoch with the items about to be trained on
+        (``labeled``, pool indices) and their ``labels``.  Returns ``(x, y)``: inputs in the form
+        of ``inputs.x_train`` (item shape, dtype and scale; the trainer normalises them like the
+        labeled items, without augmentation) and targets like ``labels``.  They are training data
+        only: never labels, never in the pool, never evaluated.  ``gen`` is the cycle's training
+        generator."""
+        return None
+
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
         """Called after each epoch and its scheduler step."""
 

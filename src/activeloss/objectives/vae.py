@@ -7,10 +7,14 @@ One module for both methods:
   make the discriminator believe every item is labeled; the discriminator learns to tell
   the labeled items (target 1) from the unlabeled ones (target 0) by their latent mean.
   Query: the candidates the discriminator finds least "labeled" (lowest ``D(mu)``).
-* **SRAAL** (Zhang et al., State-Relabeling Adversarial Active Learning, CVPR 2020): the
-  same networks plus a supervised head on the latent (the "unified representation"), and
-  the unlabeled items' discriminator target is relabeled from 0 to ``1 - OUI``, where the
-  uncertainty indicator OUI comes from the task model's softmax (:func:`oui`).
+* **SRAAL** (Zhang et al., State-Relabeling Adversarial Active Learning, CVPR 2020, as
+  the survey describes it): a *unified representation generator* of two parts, the
+  unsupervised image reconstructor (UIR: VAAL's VAE, on labeled and unlabeled items) and
+  the supervised target learner (STL: a variational encoder whose latent ``z_s`` feeds a
+  classifier trained on the labeled items); the discriminator reads the concatenation
+  ``[mu_u, mu_s]`` of both latent means, and the unlabeled items' discriminator target is
+  relabeled from 0 to ``1 - OUI``, where the uncertainty indicator OUI comes from the task
+  model's softmax (:func:`oui`).
 
 Networks (VAAL's CIFAR architecture): encoder of four conv4x4 stride-2 layers with
 ``w, 2w, 4w, 8w`` channels (VAAL: w = 128, so 128/256/512/1024), BatchNorm and ReLU, then
@@ -44,12 +48,19 @@ Choices [choice], each a setting or documented here:
   scales it with the batch size), for the labeled and the unlabeled batch, + the
   adversarial term BCE(D(mu_l), 1) + BCE(D(mu_u), 1) with weight 1.  Labeled and
   unlabeled items go through the VAE in one forward (BatchNorm sees both).
-* **SRAAL**: the supervised head is a Linear on ``mu`` trained with cross-entropy on the
-  labeled items (weight 1) together with the VAE; OUI uses the task model in eval mode on
-  the discriminator step's unlabeled batch.  SRAAL's initial labeled pool by k-center
-  greedy in the latent space is **not** reproduced: the loop draws one random initial set
-  per trial for every strategy (differences must come from the methods alone), so SRAAL starts like the
-  others.
+* **SRAAL**: the STL's encoder has the VAE encoder's architecture and its own weights
+  (``--sraal-encoder own``, the default: two parts, as the survey has it) or reuses the
+  VAE's convolutions / hidden layers with its own latent layers (``shared``: one encoder
+  pass instead of two); its latent has ``--sraal-latent`` (32) dimensions, so the
+  discriminator reads ``vae_latent + sraal_latent`` (64) numbers, through VAAL's
+  512 -> 512 -> 1.  The STL's loss is the cross-entropy of a Linear(sraal_latent, C)
+  classifier on the sampled ``z_s = mu_s + sigma_s * eps`` plus beta x KL(q(z_s|x) ||
+  N(0, I)), both on the labeled batch, weighted by ``--sraal-supervised-weight`` (1); the
+  generator loss is the UIR's VAE losses + that + the adversarial term, which pushes both
+  parts (labeled and unlabeled items through both encoders).  OUI uses the task model in
+  eval mode on the discriminator step's unlabeled batch.  The query takes the lowest
+  ``D([mu_u, mu_s])``.  SRAAL's k-center initial pool is the loop's ``--initial-method
+  kcenter`` (for every strategy of a trial alike; see ``activeloss.loop.driver``).
 """
 from __future__ import annotations
 
@@ -88,6 +99,20 @@ class VAEOptions:
     vae_lr: float = option(5e-4, "Adam learning rate of the VAAL / SRAAL VAE and discriminator", above=0)
 
 
+@dataclass(frozen=True)
+class SRAALOptions(VAEOptions):
+    sraal_latent: int = option(32, "latent size of SRAAL's supervised target learner; the discriminator reads its "
+                               "latent mean concatenated with the VAE's (--vae-latent + --sraal-latent numbers)",
+                               at_least=1)
+    sraal_encoder: str = option("own", "encoder of SRAAL's supervised target learner: own (a second encoder of the "
+                                "VAE's architecture, the survey's two-part generator) or shared (the VAE's "
+                                "convolutions, or hidden layers for rows, with its own latent layers: cheaper)",
+                                choices=("own", "shared"))
+    sraal_supervised_weight: float = option(1.0, "weight of SRAAL's supervised target learner loss (cross-entropy of "
+                                            "its classifier + KL of its latent, on the labeled items) in the "
+                                            "generator loss", at_least=0)
+
+
 VAE_STEPS = 2  # VAE steps per discriminator step (VAAL)
 BETA = 1.0  # weight of the KL term (VAAL's beta)
 ADVERSARY_WEIGHT = 1.0  # weight of the adversarial term in the VAE loss (VAAL's adversary_param)
@@ -108,6 +133,25 @@ def default_vae_width(input_shape: tuple[int, ...]) -> int:
     return 128
 
 
+def conv_encoder(channels: int, width: int) -> nn.Sequential:
+    """VAAL's encoder body: four conv4x4 stride-2 layers of ``w, 2w, 4w, 8w`` channels with BN and
+    ReLU, flattened."""
+    layers: list[nn.Module] = []
+    c = channels
+    for w in (width, 2 * width, 4 * width, 8 * width):
+        layers += [nn.Conv2d(c, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+        c = w
+    return nn.Sequential(*layers, nn.Flatten())
+
+
+def mlp_encoder(features: int, width: int) -> nn.Sequential:
+    """The MLP VAE's encoder body: D -> 4w -> 2w with ReLU."""
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(features, 4 * width), nn.ReLU(inplace=True),
+        nn.Linear(4 * width, 2 * width), nn.ReLU(inplace=True),
+    )
+
+
 class ConvVAE(nn.Module):
     """VAAL's convolutional VAE on images resized to ``size x size`` (a multiple of 16)."""
 
@@ -116,14 +160,12 @@ class ConvVAE(nn.Module):
         if size % 16:
             raise ValueError(f"the VAE image size must be a multiple of 16, got {size}")
         self.size = size
+        self.channels, self.width = channels, width
         widths = [width, 2 * width, 4 * width, 8 * width]
-        layers: list[nn.Module] = []
-        c = channels
-        for w in widths:
-            layers += [nn.Conv2d(c, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
-            c = w
-        self.encoder = nn.Sequential(*layers, nn.Flatten())
+        self.encoder = conv_encoder(channels, width)
         flat = widths[-1] * (size // 16) ** 2
+        #: size of the encoder body's output (what ``fc_mu`` reads)
+        self.hidden = flat
         self.fc_mu = nn.Linear(flat, latent)
         self.fc_logvar = nn.Linear(flat, latent)
         self.start = size // 8
@@ -134,6 +176,10 @@ class ConvVAE(nn.Module):
         dec.append(nn.ConvTranspose2d(width, channels, 1))
         self.decoder = nn.Sequential(*dec)
         self._top = widths[-1]
+
+    def new_encoder(self) -> nn.Sequential:
+        """A fresh encoder body of this VAE's architecture (SRAAL's supervised target learner)."""
+        return conv_encoder(self.channels, self.width)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """The input resized to the VAE's size (also the reconstruction target)."""
@@ -161,16 +207,19 @@ class MLPVAE(nn.Module):
 
     def __init__(self, features: int, latent: int = 32, width: int = 128) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(
-            nn.Flatten(), nn.Linear(features, 4 * width), nn.ReLU(inplace=True),
-            nn.Linear(4 * width, 2 * width), nn.ReLU(inplace=True),
-        )
+        self.features, self.width = features, width
+        self.encoder = mlp_encoder(features, width)
+        self.hidden = 2 * width
         self.fc_mu = nn.Linear(2 * width, latent)
         self.fc_logvar = nn.Linear(2 * width, latent)
         self.decoder = nn.Sequential(
             nn.Linear(latent, 2 * width), nn.ReLU(inplace=True),
             nn.Linear(2 * width, 4 * width), nn.ReLU(inplace=True), nn.Linear(4 * width, features),
         )
+
+    def new_encoder(self) -> nn.Sequential:
+        """A fresh encoder body of this VAE's architecture (SRAAL's supervised target learner)."""
+        return mlp_encoder(self.features, self.width)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)
@@ -188,6 +237,28 @@ class MLPVAE(nn.Module):
         return x, self.decode(mu + torch.exp(0.5 * logvar) * noise), mu, logvar
 
 
+VAE = ConvVAE | MLPVAE
+
+
+class TargetLearner(nn.Module):
+    """SRAAL's supervised target learner (STL): an encoder body (its own, or None to read the VAE's
+    hidden features), fully connected layers to ``(mu_s, logvar_s)`` and a linear classifier on
+    ``z_s``."""
+
+    def __init__(self, encoder: nn.Module | None, hidden: int, latent: int, num_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.fc_mu = nn.Linear(hidden, latent)
+        self.fc_logvar = nn.Linear(hidden, latent)
+        self.classifier = nn.Linear(latent, num_classes)
+
+    def encode(self, x: torch.Tensor, shared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu_s, logvar_s)`` of the VAE-prepared input ``x``; ``shared`` is the VAE's hidden
+        output of ``x``, read when the STL has no encoder of its own."""
+        h = shared if self.encoder is None else self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+
 class Discriminator(nn.Module):
     """latent -> 512 -> 512 -> 1 with ReLU; returns the logit of "labeled" (sigmoid = D)."""
 
@@ -202,7 +273,7 @@ class Discriminator(nn.Module):
         return self.net(mu).flatten()
 
 
-def build_vae(input_shape: tuple[int, ...], latent: int, width: int) -> nn.Module:
+def build_vae(input_shape: tuple[int, ...], latent: int, width: int) -> VAE:
     """A :class:`ConvVAE` for images (C, H, W), an :class:`MLPVAE` for rows (D,)."""
     if len(input_shape) == 3:
         channels, height, w = input_shape
@@ -213,14 +284,18 @@ def build_vae(input_shape: tuple[int, ...], latent: int, width: int) -> nn.Modul
     return MLPVAE(features, latent, width)
 
 
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) summed over the latent, mean over the batch."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1).mean()
+
+
 def vae_loss(target: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
              beta: float = BETA) -> torch.Tensor:
     """MSE (mean over elements) + beta x KL(q(z|x) || N(0, I)) summed over the latent, mean over the batch."""
-    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1).mean()
-    return F.mse_loss(recon, target) + beta * kl
+    return F.mse_loss(recon, target) + beta * kl_divergence(mu, logvar)
 
 
-def _batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+def endless_batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless positions 0..n-1 in batches of ``min(batch, n)``, a fresh permutation per pass."""
     batch = min(batch, n)
     while True:
@@ -242,8 +317,8 @@ class VAALObjective(Objective):
         latent = int(self.options.vae_latent)
         width = int(self.options.vae_width or default_vae_width(tuple(info.input_shape)))
         self.vae = build_vae(tuple(info.input_shape), latent, width)
-        self.discriminator = Discriminator(latent)
-        self.head = self.make_head(latent, info.num_classes)
+        self.discriminator = Discriminator(latent + self.extra_latent())
+        self.build_extra(info)
         try:
             device = next(model.parameters()).device
         except StopIteration:
@@ -251,26 +326,35 @@ class VAALObjective(Objective):
         self.to(device)
 
     def modules(self) -> dict[str, nn.Module]:
-        mods = {"vae": self.vae, "discriminator": self.discriminator}
-        if self.head is not None:
-            mods["head"] = self.head
-        return mods
+        return {"vae": self.vae, "discriminator": self.discriminator}
 
-    def vae_parameters(self) -> list[nn.Parameter]:
-        """What the VAE optimiser trains: the VAE and, in SRAAL, the supervised head."""
-        params = list(self.vae.parameters())
-        if self.head is not None:
-            params += list(self.head.parameters())
-        return params
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """What the generator's optimiser trains: the VAE (and, in SRAAL, the target learner)."""
+        return list(self.vae.parameters())
 
     # -- what SRAAL changes ---------------------------------------------------
-    def make_head(self, latent: int, num_classes: int) -> nn.Module | None:
-        """A supervised head on the latent (SRAAL), or None (VAAL)."""
-        return None
+    def extra_latent(self) -> int:
+        """Numbers the discriminator reads beyond the VAE's latent mean (SRAAL: the STL's latent)."""
+        return 0
 
-    def supervised_loss(self, mu_labeled: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-        """An extra VAE loss on the labeled items' latent means (SRAAL's supervised head)."""
-        return None
+    def build_extra(self, info: ModelInfo) -> None:
+        """Build the networks beside the VAE and the discriminator (SRAAL's target learner)."""
+
+    def generator_loss(self, x: torch.Tensor, n_labeled: int, y: torch.Tensor,
+                       gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward of the generator on ``x`` (the first ``n_labeled`` rows labeled, with labels
+        ``y``): its loss without the adversarial term, and the representation the discriminator
+        reads.  VAAL: the VAE losses of the labeled and the unlabeled rows, and ``mu``."""
+        noise = torch.randn(x.shape[0], int(self.options.vae_latent), generator=gen, device=x.device)
+        target, recon, mu, logvar = self.vae(x, noise)
+        n = n_labeled
+        loss = vae_loss(target[:n], recon[:n], mu[:n], logvar[:n]) + vae_loss(target[n:], recon[n:], mu[n:],
+                                                                                logvar[n:])
+        return loss, mu
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """What the discriminator reads for the inputs ``x``: VAAL's latent mean ``mu``."""
+        return self.vae.encode(x)[0]
 
     def unlabeled_targets(self, model: nn.Module, x_unlabeled: torch.Tensor) -> torch.Tensor:
         """The discriminator's targets for unlabeled items: 0 in VAAL."""
@@ -279,9 +363,9 @@ class VAALObjective(Objective):
     # -- training -------------------------------------------------------------
     def after_training(self, model: nn.Module, inputs: Inputs, labeled: torch.Tensor, unlabeled: torch.Tensor,
                        gen: torch.Generator, labels: torch.Tensor) -> None:
-        """Train the VAE and discriminator on labeled and unlabeled items (once per cycle).
+        """Train the generator (VAE) and discriminator on labeled and unlabeled items (once per cycle).
 
-        ``labels`` are the labels the oracle gave to ``labeled`` (used by SRAAL's supervised head).
+        ``labels`` are the labels the oracle gave to ``labeled`` (used by SRAAL's target learner).
         """
         if labeled.numel() == 0 or unlabeled.numel() == 0:
             return
@@ -296,41 +380,34 @@ class VAALObjective(Objective):
         if self.options.vae_iterations is not None:
             iterations = int(self.options.vae_iterations)
         dev_gen = on_device(gen, device)
-        lab_batches = _batches(labeled.numel(), batch, gen)
-        unl_batches = _batches(unlabeled.numel(), batch, gen)
-        opt_vae = torch.optim.Adam(self.vae_parameters(), lr=lr)
+        lab_batches = endless_batches(labeled.numel(), batch, gen)
+        unl_batches = endless_batches(unlabeled.numel(), batch, gen)
+        opt_vae = torch.optim.Adam(self.generator_parameters(), lr=lr)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
         self.train()
-        latent = int(self.options.vae_latent)
         with eval_mode(model):  # the task model only supplies SRAAL's softmax, in eval mode
             try:
                 for _ in range(iterations):
-                    self.discriminator.requires_grad_(False)  # the VAE steps only move the VAE (and head)
+                    self.discriminator.requires_grad_(False)  # the VAE steps only move the generator
                     for _ in range(VAE_STEPS):
                         li, ui = next(lab_batches).to(device), next(unl_batches).to(device)
                         x_l = inputs.train_batch(labeled[li], dev_gen)
                         x_u = inputs.train_batch(unlabeled[ui], dev_gen)
                         n_l = x_l.shape[0]
-                        noise = torch.randn(n_l + x_u.shape[0], latent, generator=dev_gen, device=device)
-                        target, recon, mu, logvar = self.vae(torch.cat([x_l, x_u]), noise)
-                        loss = vae_loss(target[:n_l], recon[:n_l], mu[:n_l], logvar[:n_l]) + vae_loss(
-                            target[n_l:], recon[n_l:], mu[n_l:], logvar[n_l:])
-                        d = self.discriminator(mu)
+                        loss, rep = self.generator_loss(torch.cat([x_l, x_u]), n_l, labels[li], dev_gen)
+                        d = self.discriminator(rep)
                         ones = torch.ones_like(d)
                         loss = loss + ADVERSARY_WEIGHT * (
                             F.binary_cross_entropy_with_logits(d[:n_l], ones[:n_l])
                             + F.binary_cross_entropy_with_logits(d[n_l:], ones[n_l:]))
-                        extra = self.supervised_loss(mu[:n_l], labels[li])
-                        if extra is not None:
-                            loss = loss + extra
                         opt_vae.zero_grad(set_to_none=True)
                         loss.backward()
                         opt_vae.step()
                     self.discriminator.requires_grad_(True)
-                    mu = mu.detach()
+                    rep = rep.detach()
                     with torch.no_grad():
                         t_u = self.unlabeled_targets(model, x_u).float()
-                    d = self.discriminator(mu)
+                    d = self.discriminator(rep)
                     d_loss = (F.binary_cross_entropy_with_logits(d[:n_l], torch.ones_like(d[:n_l]))
                               + F.binary_cross_entropy_with_logits(d[n_l:], t_u))
                     opt_d.zero_grad(set_to_none=True)
@@ -343,23 +420,62 @@ class VAALObjective(Objective):
     # -- query ----------------------------------------------------------------
     @torch.no_grad()
     def discriminator_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logit of D(mu(x)) per item (higher = looks labeled); modules as they are (eval at query)."""
-        mu, _ = self.vae.encode(x)  # type: ignore[operator]  # the VAE classes define encode
-        return self.discriminator(mu).float()
+        """Logit of D(representation(x)) per item (higher = looks labeled); modules as they are (eval at query)."""
+        return self.discriminator(self.representation(x)).float()
 
 
 class SRAALObjective(VAALObjective):
-    """VAAL's networks + a supervised head on the latent; unlabeled discriminator targets ``1 - OUI``."""
+    """SRAAL's two-part generator (VAE + supervised target learner), a discriminator on ``[mu_u, mu_s]``
+    and unlabeled discriminator targets ``1 - OUI``; see the module docstring."""
 
     name = "sraal"
+    Options = SRAALOptions
     needs = frozenset({PROBABILITIES, CLASSES})
 
-    def make_head(self, latent: int, num_classes: int) -> nn.Module | None:
-        return nn.Linear(latent, num_classes)
+    def extra_latent(self) -> int:
+        return int(self.options.sraal_latent)
 
-    def supervised_loss(self, mu_labeled: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        assert self.head is not None
-        return F.cross_entropy(self.head(mu_labeled), y)
+    def build_extra(self, info: ModelInfo) -> None:
+        own = self.options.sraal_encoder == "own"
+        self.target_learner = TargetLearner(self.vae.new_encoder() if own else None, self.vae.hidden,
+                                            int(self.options.sraal_latent), info.num_classes)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {**super().modules(), "target_learner": self.target_learner}
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        return super().generator_parameters() + list(self.target_learner.parameters())
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(target, mu_u, logvar_u, mu_s, logvar_s)`` of the inputs ``x``: the reconstruction target
+        (``x`` as the VAE sees it), the UIR's (VAE's) latent and the STL's."""
+        target = self.vae.prepare(x)
+        h = self.vae.encoder(target)
+        mu_s, logvar_s = self.target_learner.encode(target, h)
+        return target, self.vae.fc_mu(h), self.vae.fc_logvar(h), mu_s, logvar_s
+
+    def generator_loss(self, x: torch.Tensor, n_labeled: int, y: torch.Tensor,
+                       gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The UIR's VAE losses (labeled and unlabeled rows) + ``--sraal-supervised-weight`` x the
+        STL's loss (cross-entropy of its classifier on the sampled ``z_s`` + beta x KL, labeled rows),
+        and the unified representation ``[mu_u, mu_s]``."""
+        n = n_labeled
+        noise = torch.randn(x.shape[0], int(self.options.vae_latent), generator=gen, device=x.device)
+        noise_s = torch.randn(n, int(self.options.sraal_latent), generator=gen, device=x.device)
+        target, mu, logvar, mu_s, logvar_s = self.encode(x)
+        recon = self.vae.decode(mu + torch.exp(0.5 * logvar) * noise)
+        unsupervised = vae_loss(target[:n], recon[:n], mu[:n], logvar[:n]) + vae_loss(target[n:], recon[n:], mu[n:],
+                                                                                        logvar[n:])
+        z_s = mu_s[:n] + torch.exp(0.5 * logvar_s[:n]) * noise_s
+        supervised = (F.cross_entropy(self.target_learner.classifier(z_s), y)
+                      + BETA * kl_divergence(mu_s[:n], logvar_s[:n]))
+        loss = unsupervised + float(self.options.sraal_supervised_weight) * supervised
+        return loss, torch.cat([mu, mu_s], dim=1)
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """The unified representation ``[mu_u, mu_s]`` the discriminator reads."""
+        _, mu, _, mu_s, _ = self.encode(x)
+        return torch.cat([mu, mu_s], dim=1)
 
     def unlabeled_targets(self, model: nn.Module, x_unlabeled: torch.Tensor) -> torch.Tensor:
         """``1 - OUI`` of the task model's softmax (the model is in eval mode here)."""
@@ -369,4 +485,5 @@ class SRAALObjective(VAALObjective):
 OBJECTIVES.register("vaal", VAALObjective,
                     "VAE + discriminator on its latent, trained adversarially on labeled and unlabeled items (VAAL)")
 OBJECTIVES.register("sraal", SRAALObjective,
-                    "VAAL's networks + a supervised head; unlabeled discriminator targets 1 - OUI (SRAAL)")
+                    "a VAE and a supervised target learner whose latents, concatenated, feed the discriminator; "
+                    "unlabeled discriminator targets 1 - OUI (SRAAL)")

@@ -77,6 +77,9 @@ def add_commands(sub: Any) -> None:
     label.add_argument("--token", default=None, help="the secret the URL must carry (default: a new random one)")
     label.add_argument("--no-auto-train", action="store_true",
                        help="do not train when the batch is done (the page's button still does)")
+    label.add_argument("--ml-backend", action="store_true",
+                       help="also serve a Label Studio ML backend (/health, /setup, /predict, /webhook): the "
+                            "model's guesses in Label Studio, its annotations back here")
 
     fit = sub.add_parser("fit", help="train the next model version on every label so far",
                          description="Train a model on the labels (every annotator's answers, the majority per "
@@ -161,7 +164,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     Project.open(args.project)  # one clear line if it is not a project
     serve(Path(args.project), host=args.host, port=args.port, token=args.token, announce=print,
-          auto_train=not args.no_auto_train)
+          auto_train=not args.no_auto_train, ml_backend=args.ml_backend)
     return 0
 
 

@@ -136,6 +136,22 @@ def import_file(project: Project, path: Path, fmt: str | None = None, annotator:
     return summary
 
 
+def import_tasks(project: Project, tasks: list[Any], source: str, annotator: str | None = None) -> ImportSummary:
+    """Import Label Studio tasks given as data (a webhook's task with its annotation), like a file."""
+    summary = ImportSummary("label-studio")
+    rows = _resolve(project, _task_claims(Path(source), tasks), annotator or DEFAULT_IMPORTER, summary)
+    if rows:
+        project.records.add_answers(rows)
+    return summary
+
+
+def item_of_task(project: Project, data: Mapping[str, Any], where: str = "task") -> int:
+    """The item a Label Studio task's data names (``activeloss_id``, its key, or its image's path)."""
+    if not isinstance(data, Mapping):
+        raise DataError(f"{where}: its 'data' is not an object")
+    return _Items(project).find(_ref_of(where, data))
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")

@@ -34,6 +34,7 @@ from .figures import (
     plot_loss_prediction,
     plot_per_class,
     plot_time,
+    plot_tsne,
 )
 from .tables import (
     MetricInfo,
@@ -61,16 +62,19 @@ __all__ = [
     "aubc_per_trial",
     "build_report",
     "curves",
+    "entropies",
     "labels_to_reach",
     "loss_predictions",
     "mean_std",
     "metric_info",
     "plot_curves",
     "plot_loss_prediction",
+    "plot_tsne",
     "report",
     "strategy_notes",
     "table",
     "timing_table",
+    "tsne_at",
 ]
 
 #: keys of a collection's rows that are not metrics
@@ -190,7 +194,8 @@ def strategy_notes(strategies: Sequence[str]) -> list[str]:
 
 
 def _choose_cycle(rows: list[dict[str, Any]], requested: int | None) -> int:
-    """The cycle of the per-class and confidence figures: ``requested``, or the last cycle every strategy reached."""
+    """The cycle of the per-class, confidence and t-SNE figures: ``requested``, or the last cycle
+    every strategy reached."""
     per: dict[str, set[int]] = {}
     for row in rows:
         per.setdefault(row["strategy"], set()).add(row["cycle"])
@@ -216,11 +221,15 @@ def _write_outputs(col: Collection, out: Path, info: MetricInfo, reach: Sequence
     plot_time(rows, out / "time.png", colors=colors,
               title=f"{spec}: train and query time per cycle (mean ± std over trials)".lstrip(": "))
     files += [out / "curves.png", out / "time.png"]
-    pairs = loss_predictions(col)
-    if pairs:
-        plot_loss_prediction(pairs, out / "loss_prediction.png", colors)
+    pairs, entropy = loss_predictions(col), entropies(col)
+    if pairs or entropy:
+        plot_loss_prediction(pairs, out / "loss_prediction.png", colors, entropy=entropy)
         files.append(out / "loss_prediction.png")
     labels = {r["strategy"]: r["labeled"] for r in rows if r["cycle"] == cycle}
+    maps = tsne_at(col, cycle, labels)
+    if maps:
+        plot_tsne(maps, out / "tsne.png", cycle, spec)
+        files.append(out / "tsne.png")
     hists = confidence_at(col, cycle, labels)
     if hists:
         plot_confidence(hists, out / "confidence.png", cycle)
@@ -234,6 +243,17 @@ def _write_outputs(col: Collection, out: Path, info: MetricInfo, reach: Sequence
 
 def loss_predictions(col: Collection) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """strategy -> (real, predicted) test losses at the last cycle of its first trial that has them."""
+    return _last_cycle_pairs(col, "predicted_loss")
+
+
+def entropies(col: Collection) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """strategy -> (real loss, softmax entropy) of each test item at the last cycle of its first
+    trial that has them (a task with class probabilities: never regression)."""
+    return _last_cycle_pairs(col, "test_entropy")
+
+
+def _last_cycle_pairs(col: Collection, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """strategy -> (``test_loss``, array ``name``) at the last cycle of its first trial that has both."""
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for run in sorted(col.runs, key=lambda r: (col.strategies.index(r.strategy), r.seed, r.trial)):
         if run.strategy in out:
@@ -242,9 +262,23 @@ def loss_predictions(col: Collection) -> dict[str, tuple[np.ndarray, np.ndarray]
         if not cycles:
             continue
         real = col.array(run, cycles[-1], "test_loss")
-        predicted = col.array(run, cycles[-1], "predicted_loss")
-        if real is not None and predicted is not None:
-            out[run.strategy] = (np.asarray(real, dtype=float), np.asarray(predicted, dtype=float))
+        other = col.array(run, cycles[-1], name)
+        if real is not None and other is not None:
+            out[run.strategy] = (np.asarray(real, dtype=float), np.asarray(other, dtype=float))
+    return out
+
+
+def tsne_at(col: Collection, cycle: int, labels: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """strategy -> the t-SNE map at ``cycle`` of its first trial that has one (``x``, ``y``,
+    ``group``, ``total``, ``labels``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in sorted(col.runs, key=lambda r: (col.strategies.index(r.strategy), r.seed, r.trial)):
+        if run.strategy in out:
+            continue
+        x, y, group = (col.array(run, cycle, f"tsne_{k}") for k in ("x", "y", "group"))
+        if x is not None and y is not None and group is not None:
+            out[run.strategy] = {"x": x, "y": y, "group": group, "total": col.array(run, cycle, "tsne_total"),
+                                 "labels": labels.get(run.strategy, "?")}
     return out
 
 

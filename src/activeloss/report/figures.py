@@ -131,39 +131,70 @@ def plot_time(rows: list[dict[str, Any]], path: str | Path, title: str = "",
 
 
 def plot_loss_prediction(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
-                         colors: dict[str, Any] | None = None) -> None:
-    """Predicted vs real test loss, one panel per strategy, with Pearson r, Spearman rho and
-    the ranking accuracy (the module only has to order losses, not match their scale).  Any task's
-    per-item losses will do (cross-entropy, squared error)."""
+                         colors: dict[str, Any] | None = None,
+                         entropy: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> list[tuple[str, str]]:
+    """Each test item's real loss against what ranks it, one panel each, with Pearson r, Spearman
+    rho and the ranking accuracy (a ranker only has to order losses, not match their scale): the
+    loss-prediction module's predicted loss (``pairs``: strategy -> (real, predicted)) and, for a
+    task with class probabilities, the entropy of the model's softmax output (``entropy``:
+    strategy -> (real, entropy); Learning Loss's Fig. 8, bottom), the two panels of a strategy side
+    by side.  Any task's per-item losses will do (cross-entropy, squared error).  Returns the
+    panels drawn, in order, as (strategy, ``"predicted"`` or ``"entropy"``)."""
+    entropy = entropy or {}
+    strategies = list(dict.fromkeys([*pairs, *entropy]))
+    colors = colors or palette(strategies)
+    strategies.sort(key=lambda s: list(colors).index(s) if s in colors else len(colors))  # the report's order
+    cols = 4 if any(s in pairs and s in entropy for s in strategies) else 3
+    slots: list[tuple[str, str] | None] = []
+    for strategy in strategies:
+        kinds = [kind for kind, data in (("predicted", pairs), ("entropy", entropy)) if strategy in data]
+        if len(kinds) == 2 and len(slots) % cols == cols - 1:
+            slots.append(None)  # a strategy's two panels stay on one row
+        slots += [(strategy, kind) for kind in kinds]
+    fig, axes = _grid(len(slots), 4.6, 4.2, max_cols=cols)
+    for ax, slot in zip(axes, slots):
+        if slot is None:
+            ax.set_visible(False)
+            continue
+        strategy, kind = slot
+        real, score = (pairs if kind == "predicted" else entropy)[strategy]
+        _loss_panel(ax, strategy, kind, real, score, colors[strategy])
+    what = ("Loss prediction and softmax entropy against the real loss" if pairs and entropy else
+            "Loss prediction" if pairs else "Softmax entropy against the real loss")
+    fig.suptitle(f"{what} at the last cycle (each test item; first trial)", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    return [slot for slot in slots if slot is not None]
+
+
+def _loss_panel(ax: Any, strategy: str, kind: str, real: np.ndarray, score: np.ndarray, color: Any) -> None:
+    """One panel of :func:`plot_loss_prediction`: ``score`` (``kind``: a predicted loss, or an
+    entropy) against the real loss of each test item."""
     from scipy import stats
 
     from ..metrics import ranking_accuracy
 
-    colors = colors or palette(list(pairs))
-    fig, axes = _grid(len(pairs), 4.6, 4.2, max_cols=3)
-    for ax, (strategy, (real, predicted)) in zip(axes, pairs.items()):
-        finite = np.isfinite(real) & np.isfinite(predicted)  # a diverged module predicts NaN
-        if finite.sum() < 2:
-            ax.set_title(f"{strategy}: no finite predictions (the module diverged)", fontsize=10)
-            ax.set_axis_off()
-            continue
-        real, predicted = real[finite], predicted[finite]
-        ax.scatter(real, predicted, s=8, alpha=0.6, lw=0, color=colors[strategy])
-        # losses span decades once a model fits; a barely trained one has them all near log(C)
-        wide = real.size > 0 and real.max() > 20 * max(real.min(), 0.01)
-        if wide:
-            ax.set_xscale("symlog", linthresh=0.01)
-        varied = real.std() > 0 and predicted.std() > 0
-        r = stats.pearsonr(real, predicted)[0] if varied else float("nan")
-        rho = stats.spearmanr(real, predicted)[0] if varied else float("nan")
-        ax.set_title(f"{strategy}: Pearson r = {r:.2f}, Spearman ρ = {rho:.2f}\n"
-                     f"ranking accuracy {ranking_accuracy(predicted, real):.3f}", fontsize=10)
-        ax.set_xlabel("real test loss" + (" (symlog scale)" if wide else ""))
-        ax.set_ylabel("predicted loss")
-        ax.grid(alpha=0.3)
-    fig.suptitle("Loss prediction at the last cycle (each test item; first trial)", fontsize=11)
-    fig.tight_layout()
-    _save(fig, path)
+    finite = np.isfinite(real) & np.isfinite(score)  # a diverged module predicts NaN
+    if finite.sum() < 2:
+        ax.set_title(f"{strategy}: no finite {'predictions (the module diverged)' if kind == 'predicted' else kind}",
+                     fontsize=10)
+        ax.set_axis_off()
+        return
+    real, score = real[finite], score[finite]
+    ax.scatter(real, score, s=8, alpha=0.6, lw=0, color=color)
+    # losses span decades once a model fits; a barely trained one has them all near log(C)
+    wide = real.size > 0 and real.max() > 20 * max(real.min(), 0.01)
+    if wide:
+        ax.set_xscale("symlog", linthresh=0.01)
+    varied = real.std() > 0 and score.std() > 0
+    r = stats.pearsonr(real, score)[0] if varied else float("nan")
+    rho = stats.spearmanr(real, score)[0] if varied else float("nan")
+    name = {"predicted": "predicted loss", "entropy": "entropy"}[kind]
+    ax.set_title(f"{strategy}: {name}, ranking accuracy {ranking_accuracy(score, real):.3f}\n"
+                 f"Pearson r = {r:.2f}, Spearman ρ = {rho:.2f}", fontsize=10)
+    ax.set_xlabel("real test loss" + (" (symlog scale)" if wide else ""))
+    ax.set_ylabel("predicted loss" if kind == "predicted" else "entropy of the softmax output (nats)")
+    ax.grid(alpha=0.3)
 
 
 def plot_confidence(hists: dict[str, dict[str, Any]], path: str | Path, cycle: int) -> None:
@@ -264,4 +295,45 @@ def plot_per_class(per_class: dict[str, np.ndarray], class_names: Sequence[str],
         fig.colorbar(im, ax=ax, label="test accuracy (%)", fraction=0.03, pad=0.01)
     ax.set_title(title)
     fig.tight_layout()
+    _save(fig, path)
+
+
+#: the groups of a t-SNE map as the store names them (see ``activeloss.loop.tsne``), drawn in this
+#: order (the batch on top), with their colour, marker size and legend text
+TSNE_GROUPS = (("unlabeled", "0.72", 5, "unlabeled (a seeded sample)"),
+               ("labeled", "tab:blue", 8, "labeled before the cycle"),
+               ("queried", "tab:red", 16, "queried: the batch bought for the cycle"))
+
+
+def plot_tsne(maps: dict[str, dict[str, Any]], path: str | Path, cycle: int, dataset: str = "") -> None:
+    """LPLgrad's t-SNE figure: one panel per strategy, the labeled items, a sample of the unlabeled
+    pool and the batch bought for ``cycle`` (queried by the previous cycle's model) in the t-SNE map
+    of the model's penultimate features at ``cycle``.  ``maps``: strategy -> ``x``, ``y``, ``group``
+    (one entry per point), ``total`` (each group's size before sampling: labeled, unlabeled,
+    queried), ``labels`` (labeled items at the cycle)."""
+    plt = _plt()
+    fig, axes = _grid(len(maps), 4.3, 4.1, max_cols=4)
+    for ax, (strategy, m) in zip(axes, maps.items()):
+        x, y, group = np.asarray(m["x"], dtype=float), np.asarray(m["y"], dtype=float), np.asarray(m["group"])
+        total = dict(zip(("labeled", "unlabeled", "queried"), m.get("total") or (0, 0, 0)))
+        shown = []
+        for name, color, size, _ in TSNE_GROUPS:
+            mask = group == name
+            if mask.any():
+                ax.scatter(x[mask], y[mask], s=size, color=color, lw=0, alpha=0.55 if name == "unlabeled" else 0.85,
+                           zorder={"unlabeled": 1, "labeled": 2, "queried": 3}[name])
+            count = int(mask.sum())
+            shown.append(f"{count:,}" + (f" of {total[name]:,}" if total.get(name, 0) > count else "") + f" {name}")
+        ax.set_title(f"{strategy}: cycle {cycle}, {m['labels']} labels\n{', '.join(shown)}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("t-SNE 1", fontsize=8)
+        ax.set_ylabel("t-SNE 2", fontsize=8)
+    handles = [plt.Line2D([], [], ls="", marker="o", ms=math.sqrt(size) + 2, color=color, label=text)
+               for _, color, size, text in TSNE_GROUPS]
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, fontsize=9)
+    head = f"{dataset}: t-SNE" if dataset else "t-SNE"
+    fig.suptitle(f"{head} of the penultimate features at cycle {cycle} (first trial): where the previous cycle's "
+                 "query landed", fontsize=11)
+    fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))  # 0.4 inch for the legend
     _save(fig, path)
