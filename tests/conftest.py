@@ -134,6 +134,20 @@ def make_images(root: Path, n: int, seed: int = 0, by_class: bool = False) -> di
     return truth
 
 
+def image_project(tmp_path: Path, images: int, batch: int) -> Path:
+    """A labeling project of ``images`` generated images with 9 labeled ones to validate on
+    (8 x 8 pixels, 1 epoch: fast), and a cold-start batch of ``batch`` pending; its folder."""
+    from activeloss.project import Project
+
+    make_images(tmp_path / "imgs", images)
+    make_images(tmp_path / "val", 9, seed=1, by_class=True)
+    project = Project.create(tmp_path / "proj", IMAGE_CLASSES, images=tmp_path / "imgs", val=tmp_path / "val",
+                             size=8, epochs=1, model="cnn")
+    project.query(batch)
+    project.store.close()
+    return tmp_path / "proj"
+
+
 def free_port() -> int:
     """A loopback port nobody listens on (for a server started by a test)."""
     with socket.socket() as s:

@@ -22,8 +22,7 @@ import pytest
 from activeloss.project import Project
 from activeloss.project.answers import in_force
 
-from conftest import IMAGE_CLASSES as CLASSES
-from conftest import free_port, make_images, subprocess_env
+from conftest import free_port, image_project, subprocess_env
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -91,13 +90,7 @@ def get(port: int, path: str) -> tuple[int, bytes]:
 
 @pytest.fixture
 def project_dir(tmp_path) -> Path:
-    make_images(tmp_path / "imgs", 30)
-    make_images(tmp_path / "val", 9, seed=1, by_class=True)
-    project = Project.create(tmp_path / "proj", CLASSES, images=tmp_path / "imgs", val=tmp_path / "val", size=8,
-                             epochs=1, model="cnn")
-    project.query(10)
-    project.store.close()
-    return tmp_path / "proj"
+    return image_project(tmp_path, 30, 10)
 
 
 def test_label_reload_kill_restart_and_finish_a_batch_in_chromium(project_dir, tmp_path):

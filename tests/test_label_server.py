@@ -23,7 +23,7 @@ from activeloss.label.server import create_app  # noqa: E402
 from activeloss.project import Project, jobs  # noqa: E402
 from activeloss.project.records import Job  # noqa: E402
 
-from conftest import IMAGE_CLASSES, make_images, subprocess_env  # noqa: E402
+from conftest import IMAGE_CLASSES, image_project, subprocess_env  # noqa: E402
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"token {TOKEN}"}
@@ -34,13 +34,7 @@ CLASSES = IMAGE_CLASSES
 
 @pytest.fixture
 def project_dir(tmp_path) -> Path:
-    make_images(tmp_path / "imgs", 24)
-    make_images(tmp_path / "val", 9, seed=1, by_class=True)
-    project = Project.create(tmp_path / "proj", CLASSES, images=tmp_path / "imgs", val=tmp_path / "val", size=8,
-                             epochs=1, model="cnn")
-    project.query(6)
-    project.store.close()
-    return tmp_path / "proj"
+    return image_project(tmp_path, 24, 6)
 
 
 @pytest.fixture

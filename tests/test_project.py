@@ -267,3 +267,11 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "is not a folder" in r.stderr
     r = cli("status", str(tmp_path), ok=False)
     assert r.returncode == 2 and "not a labeling project" in r.stderr
+
+
+def test_a_query_that_fails_changes_nothing(tmp_path: Path, images) -> None:
+    p = Project.create(tmp_path / "p", CLASSES, images=images[0])
+    with pytest.raises(PoolError, match="cannot query 1000 items"):
+        p.query(1000, "entropy")
+    again = Project.open(tmp_path / "p")
+    assert again.strategy == "margin" and "budget" not in again.meta and again.batch() == []

@@ -253,15 +253,12 @@ def create_app(folder: str | Path, token: str, *, auto_train: bool = True, ml_ba
                     "guess": None if guess is None else {"version": guess[0], "class": guess[1],
                                                          "confidence": guess[2]},
                 })
-            per_class = [0] * len(classes)
-            for y in derived.labels.values():
-                per_class[y] += 1
             latest = versions[-1] if versions else None
             return {
                 "project": folder.resolve().name, "kind": project.kind, "classes": classes, "annotator": annotator,
                 "items": out, "batch": batch_id(items, max((b.round for b in batch), default=0)),
                 "progress": {"mine": mine, "settled": settled, "total": total},
-                "labeled": len(derived.labels), "per_class": per_class, "size": project.size,
+                "labeled": len(derived.labels), "per_class": project.labels_per_class(derived), "size": project.size,
                 "job": job_data(job), "auto_train": auto_train, "last_answer": int(last),
                 "model": None if latest is None else {"version": latest.version, "metric": latest.metric,
                                                       "value": latest.value, "labeled": latest.labeled,

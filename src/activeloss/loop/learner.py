@@ -359,7 +359,7 @@ class Learner:
         if distributed.is_main():  # the figures' arrays: eval mode, generators of their own (nothing the loop draws)
             nothing = torch.zeros(0, dtype=torch.long)
             arrays.update(self.task.diagnostics(
-                result.outputs, self.data.y_test, self.data.num_classes, self._outputs,
+                result.outputs, self.data.y_test, self.data.num_classes, self.outputs,
                 self.labeled if figures else nothing, self.unlabeled if figures else nothing,
                 generator(self.seed, "confidence", self.trial, self.cycle)))
             if (self._tsne_due(figures) if tsne is None else tsne):
@@ -405,7 +405,7 @@ class Learner:
         bought = self.pool.label_cycle[labeled] == self.cycle
         groups = {"labeled": labeled[~bought], "unlabeled": self.unlabeled, "queried": labeled[bought]}
         try:
-            return tsne_arrays(lambda items: self._outputs(items, features=True), groups,
+            return tsne_arrays(lambda items: self.outputs(items, features=True), groups,
                                generator(self.seed, "tsne", self.trial, self.cycle),
                                derive_seed(self.seed, "tsne-map", self.trial, self.cycle),
                                threads=torch.get_num_threads())
@@ -416,7 +416,7 @@ class Learner:
                 self.taps.clear()
 
     @torch.no_grad()
-    def _outputs(self, indices: torch.Tensor, features: bool = False) -> torch.Tensor:
+    def outputs(self, indices: torch.Tensor, features: bool = False) -> torch.Tensor:
         """The model's outputs (``features``: its penultimate features) for training items (eval
         mode, un-augmented)."""
         assert self.model is not None

@@ -29,6 +29,7 @@ import torch
 from ..data import Dataset
 from ..errors import ConfigError, DataError, PoolError
 from ..loop.learner import Learner
+from ..models.modes import eval_mode
 from ..store import Store
 from ..strategies import get_strategy
 from . import sources
@@ -208,8 +209,14 @@ class Project:
         return self._dataset
 
     def item_of(self, key: str) -> int | None:
-        keys = self.records.keys()
-        return keys.index(key) if key in keys else None
+        return self.records.item_of(key)
+
+    def labels_per_class(self, derived: Derived) -> list[int]:
+        """How many items each class holds (by their derived labels)."""
+        counts = [0] * len(self.classes)
+        for y in derived.labels.values():
+            counts[y] += 1
+        return counts
 
     # -- answers -----------------------------------------------------------------------
     def answers(self) -> list[Answer]:
@@ -372,8 +379,8 @@ class Project:
         """Store the model's class and confidence for ``items`` (what the page shows)."""
         if not items or learner.cycle < 0:
             return
-        model = learner.model_at()
-        probs = _probabilities(model, learner, torch.tensor(items, dtype=torch.long))
+        learner.model_at()  # the latest model, in memory
+        probs = learner.task.probabilities(learner.outputs(torch.tensor(items, dtype=torch.long))).cpu()
         conf, label = probs.max(dim=1)
         self.records.set_guesses(version, zip(items, label.tolist(), conf.tolist(), probs.tolist()))
 
@@ -390,12 +397,13 @@ class Project:
         if k < 1:
             raise PoolError(f"--budget {k}: query at least one item")
         with self.exclusive():
-            self._set_meta(strategy=name, budget=k)
             versions = self.records.versions()
             trained = versions[-1].strategy if versions else None
             derived = self.derived()
             if trained is None and not derived.labels:
-                return self._cold_start(k, name, include_skipped, derived)
+                result = self._cold_start(k, name, include_skipped, derived)
+                self._set_meta(strategy=name, budget=k)  # the next rounds' (once the query is made)
+                return result
             if trained is None or get_strategy(trained).objective != wanted.objective:
                 why = ("no model yet" if trained is None else
                        f"the latest model was trained for {get_strategy(trained).objective}, {name} needs "
@@ -409,6 +417,7 @@ class Project:
             version = learner.cycle + 1
             self._guess(learner, version, batch.items.tolist())
             learner.finish()
+            self._set_meta(strategy=name, budget=k)
         scores = batch.scores.tolist() if batch.scores is not None else [None] * len(batch)
         return QueryResult(batch.items.tolist(), scores, version, name)
 
@@ -450,9 +459,10 @@ class Project:
         model = learner.model_at(chosen.version - 1)
         xt = torch.as_tensor(x)
         out = []
-        with torch.no_grad(), _eval(model):
-            for start in range(0, xt.shape[0], 256):
-                batch = learner.inputs.normalise(xt[start:start + 256].to(learner.device))
+        size = learner.settings.eval_batch_size
+        with torch.no_grad(), eval_mode(model):
+            for start in range(0, xt.shape[0], size):
+                batch = learner.inputs.normalise(xt[start:start + size].to(learner.device))
                 out.append(learner.task.probabilities(model(batch)).float().cpu())
         learner.finish()
         return torch.cat(out), chosen.version
@@ -469,9 +479,6 @@ class Project:
         """Where the project stands (what ``activeloss status`` prints), as plain data."""
         answers = self.records.answers()
         derived = derive(answers)
-        per_class = [0] * len(self.classes)
-        for y in derived.labels.values():
-            per_class[y] += 1
         annotators: dict[str, dict[str, int]] = {}
         for a in answers:
             counts = annotators.setdefault(a.annotator, {"label": 0, "skip": 0, "undo": 0, "in_force": 0})
@@ -484,7 +491,7 @@ class Project:
         return {
             "project": str(self.folder), "kind": self.kind, "items": self.size, "classes": self.classes,
             "strategy": self.strategy, "labeled": len(derived.labels), "skipped": len(derived.skipped),
-            "per_class": dict(zip(self.classes, per_class)), "annotators": annotators,
+            "per_class": dict(zip(self.classes, self.labels_per_class(derived))), "annotators": annotators,
             "agreement": [{"annotators": [g.first, g.second], "items": g.items, "agreed": g.agreed,
                            "rate": g.rate} for g in agreement(derived)],
             "batch": {"size": len(batch), "settled": settled, "open": len(batch) - settled},
@@ -492,25 +499,6 @@ class Project:
             "validation": len(self.records.val_labels()) if self.has_val else None,
             "job": job.__dict__ if job is not None else None,
         }
-
-
-@contextmanager
-def _eval(model: torch.nn.Module) -> Iterator[None]:
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
-
-
-@torch.no_grad()
-def _probabilities(model: torch.nn.Module, learner: Learner, items: torch.Tensor) -> torch.Tensor:
-    out = []
-    with _eval(model):
-        for x in learner.inputs.batches(items, learner.settings.eval_batch_size):
-            out.append(learner.task.probabilities(model(x)).float().cpu())
-    return torch.cat(out)
 
 
 def _known(pairs: list[tuple[str, str]], keys: list[str], classes: list[str]) -> list[tuple[int, int]]:

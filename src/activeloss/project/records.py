@@ -97,6 +97,10 @@ class Records:
     def keys(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT key FROM items ORDER BY id")]
 
+    def item_of(self, key: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM items WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else None
+
     def key_of(self, item: int) -> str | None:
         row = self.conn.execute("SELECT key FROM items WHERE id = ?", (item,)).fetchone()
         return row[0] if row else None
