@@ -9,6 +9,9 @@ Times, on random images:
 each as the best of --repeats interleaved rounds (other processes' load hits all alike);
 and prints the figures, the ratios gradnorm / (fwd+bwd) and loop / gradnorm, and the
 largest relative difference between (b) and (c) on the loop's samples.  No assertions.
+Before any warm-up it times (b) once more as the *first call* of the process: what a real
+run's first query pays (on a GPU, cuDNN planning every new shape; --autotune brings back
+cuDNN's autotuning inside the scores, --conv grouped the grouped-convolution form of the convs).
 
     python bench/bench_gradnorm.py --n 512 --batch-size 128 --threads 2
     python bench/bench_gradnorm.py --device cuda --n 10000 --batch-size 1000 --loop-n 200   # the GPU target
@@ -31,7 +34,7 @@ except ImportError:  # running from a checkout without installing
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 from activeloss.models import build  # noqa: E402
-from activeloss.scoring import gradient_norm_scores  # noqa: E402
+from activeloss.scoring import gradient_norm_scores, gradnorm  # noqa: E402
 
 SHAPES = {"resnet18": (3, 32, 32), "vgg16": (3, 32, 32), "cnn": (1, 28, 28), "mlp": (64,)}
 
@@ -73,8 +76,13 @@ def main() -> None:
     ap.add_argument("--norm", default="tensor_sum", choices=("tensor_sum", "global"))
     ap.add_argument("--repeats", type=int, default=3, help="best of this many interleaved runs of (a) and (b)")
     ap.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
+    ap.add_argument("--autotune", action="store_true", help="cuDNN autotuning inside the scores (the old way)")
+    ap.add_argument("--conv", default="unfold", choices=("grouped", "unfold"),
+                    help="per-sample conv weight gradients on a GPU: grouped conv or unfold + batched GEMM")
     args = ap.parse_args()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    gradnorm.AUTOTUNE = args.autotune
+    gradnorm.CUDA_CONV = args.conv
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -84,11 +92,17 @@ def main() -> None:
     x = torch.randn(args.n, *shape, device=device)
     y = torch.randint(0, 10, (args.n,), device=device)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = True  # as in a run; the scores turn it off unless --autotune
+        if len(shape) == 3:  # a run's layout on a GPU
+            model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {os.cpu_count()} cores"
     print(f"model={args.model} n={args.n} batch_size={args.batch_size} threads={torch.get_num_threads()} "
-          f"norm={args.norm} device={where} load(1 min)={load:.1f}")
+          f"norm={args.norm} device={where} load(1 min)={load:.1f} autotune={args.autotune} conv={args.conv}")
+    t0 = time.perf_counter()
+    synced(lambda: gradient_norm_scores(model, x, args.norm, args.batch_size), device)()
+    t_first = time.perf_counter() - t0
 
     warm = min(8, args.n)
     gradient_norm_scores(model, x[:warm], args.norm, args.batch_size)  # warm-up (allocator, kernels)
@@ -112,6 +126,7 @@ def main() -> None:
     rel = ((scores[-1][:m] - loop_scores[-1]).abs() / loop_scores[-1].abs().clamp_min(1e-30)).max().item()
     print(f"(a) batched fwd+bwd      : {t_fb:8.3f} s  {args.n / t_fb:9.1f} samples/s")
     print(f"(b) gradient_norm_scores : {t_gn:8.3f} s  {args.n / t_gn:9.1f} samples/s")
+    print(f"(b) its first call       : {t_first:8.3f} s  {args.n / t_first:9.1f} samples/s  (the process's first)")
     print(f"(c) per-sample loop      : {t_loop_n:8.3f} s  {m / t_loop:9.1f} samples/s  "
           f"(measured on {m}, extrapolated to {args.n})")
     print(f"ratio gradnorm / fwd+bwd : {t_gn / t_fb:6.2f}")

@@ -272,6 +272,21 @@ def test_batch_size_does_not_change_the_scores() -> None:
     assert_close(gradient_norm_scores(model, x, batch_size=2, method="func"), full)
 
 
+def test_padding_the_last_chunk_changes_no_score(monkeypatch) -> None:
+    """On a GPU a short last chunk is padded to the others' shape; the padding rows are dropped."""
+    from activeloss.scoring import gradnorm
+
+    torch.manual_seed(9)
+    model = randomize_norm_layers(build("cnn", 10, (1, 12, 12)))
+    x = torch.randn(7, 1, 12, 12)
+    plain = gradient_norm_scores(model, x, batch_size=3)
+    monkeypatch.setattr(gradnorm, "_pads", lambda device: True)
+    for method in ("auto", "func", "loop"):
+        padded = gradient_norm_scores(model, x, batch_size=3, method=method)
+        assert padded.shape == (7,)
+        assert_close(padded, plain)
+
+
 def test_works_under_no_grad_and_inference_mode() -> None:
     """Queries run under no_grad / inference_mode; the scores need gradients anyway."""
     torch.manual_seed(9)

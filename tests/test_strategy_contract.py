@@ -3,6 +3,7 @@ each task accepts, and every named strategy: exactly k distinct unlabeled candid
 labeled or pending item, the same picks for the same seed, modes restored after the query."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,7 +26,23 @@ def _regression_data() -> Dataset:
 
 
 REGRESSION = _regression_data()
-DATA = {"classification": (CLASSIFICATION, "cnn"), "regression": (REGRESSION, "mlp")}
+
+
+def _pose_data() -> Dataset:
+    """60 + 20 stick figures of 7 keypoints on 32 x 32 crops (the synthetic-pose renderer)."""
+    from activeloss.data.readers.posecommon import pose_dataset
+    from activeloss.data.readers.synthetic_pose import JOINTS, figures, render
+
+    rng = np.random.default_rng(0)
+    points = figures(120, 32, rng)
+    keypoints = np.concatenate([points, np.ones((120, 7, 1))], axis=-1)
+    reference = np.full(120, 12.0, dtype=np.float32)
+    return pose_dataset("tiny-pose", render(points, 32, rng), keypoints, reference, 0.2, JOINTS,
+                        np.arange(120) < 90, "test", "last 30")
+
+
+POSE = _pose_data()
+DATA = {"classification": (CLASSIFICATION, "cnn"), "regression": (REGRESSION, "mlp"), "pose": (POSE, "hourglass-small")}
 SMALL = dict(epochs=1, batch_size=16, eval_batch_size=16, mc_passes=3, vae_width=4, vae_epochs=0.5,
              vae_batch_size=16, vae_latent=4, gen_width=4, gen_iterations=2, gen_batch_size=16, gen_latent=4)
 LABELED = torch.arange(0, 90, 3)  # 30 labeled items
@@ -56,6 +73,9 @@ def test_the_cases_cover_every_valid_pair_of_both_tasks():
     regression = {n for t, n in CASES if t == "regression"}
     assert {"random", "llal", "llal-mse", "coreset", "mc-variance"} <= regression
     assert not {"entropy", "bald", "badge", "none+gradnorm", "lplgrad"} & regression
+    pose = {n for t, n in CASES if t == "pose"}
+    assert {"random", "entropy", "coreset", "llal", "llal-mse", "dnal", "lossnet+entropy"} <= pose
+    assert not {"margin", "bald", "badge", "lplgrad", "mc-variance", "none+gradnorm", "mc-dropout+random"} & pose
 
 
 @pytest.mark.parametrize("task,name", CASES)
@@ -123,13 +143,16 @@ def test_any_objective_acquisition_pair_is_a_strategy():
         get_strategy("none+predicted-loss")
 
 
-@pytest.mark.parametrize("name", ["entropy", "margin", "bald", "badge", "lplgrad", "sraal", "none+gradnorm"])
-def test_probability_acquisitions_refuse_regression_in_one_line(name):
+@pytest.mark.parametrize("name, needs", [("entropy", "an entropy per item"), ("margin", "class probabilities"),
+                                         ("bald", "class probabilities"), ("badge", "class probabilities"),
+                                         ("lplgrad", "class probabilities"), ("sraal", "class probabilities"),
+                                         ("none+gradnorm", "class probabilities")])
+def test_probability_acquisitions_refuse_regression_in_one_line(name, needs):
     with pytest.raises(ConfigError) as err:
         Learner("mlp", REGRESSION, name, epochs=1)
     message = str(err.value)
     assert "\n" not in message and "regression" in message
-    assert "class probabilities" in message
+    assert needs in message
 
 
 def test_mc_variance_refuses_classification():

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from activeloss.data import Inputs
@@ -66,3 +67,17 @@ def test_inputs_are_normalised_with_train_statistics(tiny_dataset):
     x = inputs.train_batch(torch.arange(tiny_dataset.x_train.shape[0]))
     assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-2
     assert inputs.x_train.dtype == torch.uint8  # kept compact until a batch is taken
+
+
+def test_rmsprop_is_the_optimizer_when_asked_and_learns(tiny_dataset):
+    model, inputs = _setup(tiny_dataset)
+    cfg = TrainConfig(epochs=6, batch_size=16, lr=1e-3, momentum=0.0, weight_decay=0.0, milestones=[5], gamma=0.1,
+                      optimizer="rmsprop")
+    opt, _ = make_optimizer(model, Objective(), cfg)
+    assert isinstance(opt, torch.optim.RMSprop) and opt.param_groups[0]["lr"] == 1e-3
+    idx = torch.arange(60)
+    task = ClassificationTask()
+    train(model, Objective(), task, inputs, idx, tiny_dataset.y_train[idx], cfg, None, torch.Generator().manual_seed(3))
+    assert evaluate(model, Objective(), task, inputs, 64, None).metrics["accuracy"] > 0.9
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw'"):
+        make_optimizer(model, Objective(), TrainConfig(1, 8, 0.1, 0.9, 0.0, [1], 0.1, optimizer="adamw"))

@@ -271,6 +271,8 @@ def _plan_size(plan: Any) -> str:
 
 
 def _targets(data: Any) -> str:
+    if data.task == "pose":
+        return f"{int(data.y_train.shape[1]) - 1} keypoints"
     return f"{data.num_classes} classes" if data.num_classes else "real-valued targets"
 
 

@@ -17,9 +17,9 @@ from .config.options import check, make, relative, specs_of
 from .errors import ConfigError
 from .objectives import OBJECTIVES, Objective
 from .registry import Registry
-from .tasks import Task, check_offers
+from .tasks import Task, check_offers, task_type
 
-CLASSIFICATION, REGRESSION = "classification", "regression"
+CLASSIFICATION, REGRESSION, POSE = "classification", "regression", "pose"
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,18 @@ class Strategy:
 
     def options(self, s: Settings) -> tuple[Any, Any, dict[str, Any]]:
         """The objective's and the acquisition's options for the resolved run ``s`` (given values,
-        then this strategy's defaults for the run's model, its protocol, then each component's
-        own; percentages of --epochs and --lr resolved), and all of them flat."""
+        then this strategy's defaults for the run's model, its protocol, the task's defaults for
+        the component (pose: lambda 1e-4), then each component's own; percentages of --epochs
+        and --lr resolved), and all of them flat."""
         flat: dict[str, Any] = {}
         built = []
         own = {**self.protocol, **self.defaults_for(s.model)}
+        task_defaults = task_type(s.task).option_defaults if s.task != "auto" else {}
         for cls in (self.objective_type, self.acquisition_type):
             values = {}
+            mine = {**task_defaults.get(cls.name, {}), **own}
             for spec in specs_of(cls.Options):
-                value = s.options.get(spec.name, own.get(spec.name, spec.default))
+                value = s.options.get(spec.name, mine.get(spec.name, spec.default))
                 if spec.percent_of == "epochs":
                     value = relative(value, float(s.epochs or 0), integer=True)
                 elif spec.percent_of == "lr":
@@ -171,14 +174,15 @@ def valid_pairs(task: type[Task] | Task) -> list[str]:
 BOTH = (CLASSIFICATION, REGRESSION)
 
 register(Strategy("random", "none", "random", "uniform random choice: the baseline every method must beat",
-                  main_for=BOTH))
-register(Strategy("entropy", "none", "entropy", "highest predictive entropy"))
+                  main_for=(*BOTH, POSE)))
+register(Strategy("entropy", "none", "entropy", "highest predictive entropy (pose: mean per-joint heatmap entropy)",
+                  main_for=(CLASSIFICATION, POSE)))
 register(Strategy("margin", "none", "margin", "smallest margin between the two most likely classes"))
 register(Strategy("least-confidence", "none", "least-confidence", "lowest top-class probability"))
 register(Strategy(
     "llal", "lossnet", "predicted-loss",
     "Learning Loss: a module trained with the pairwise ranking loss predicts each item's loss; query the highest",
-    "Yoo and Kweon, Learning Loss for Active Learning, CVPR 2019", main_for=BOTH,
+    "Yoo and Kweon, Learning Loss for Active Learning, CVPR 2019", main_for=(*BOTH, POSE),
 ))
 register(Strategy(
     "llal-mse", "lossnet-mse", "predicted-loss",
@@ -213,7 +217,7 @@ register(Strategy(
     "coreset", "none", "coreset",
     "k-center greedy over the penultimate features, with every labeled item as a centre",
     "Sener and Savarese, Active Learning for Convolutional Neural Networks: A Core-Set Approach, ICLR 2018",
-    main_for=BOTH,
+    main_for=(*BOTH, POSE),
 ))
 register(Strategy(
     "bald", "mc-dropout", "bald",

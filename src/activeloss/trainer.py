@@ -1,6 +1,7 @@
 """Training and evaluation of a model and its objective on the labeled items, for any task."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -11,11 +12,14 @@ from torch import nn
 
 from .data import Inputs
 from .device import distributed
+from .device.graphs import GraphBackend, StepGraphs
 from .device.performance import autocast
 from .models import Taps
 from .objectives import Objective, Step
 from .seeding import on_device
 from .tasks import Task
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,10 +31,15 @@ class TrainConfig:
     weight_decay: float
     milestones: list[int]
     gamma: float
+    optimizer: str = "sgd"  # sgd (every paper here but pose) or rmsprop (the Stacked Hourglass code's)
+
+
+OPTIMIZERS = ("sgd", "rmsprop")
 
 
 def make_optimizer(model: nn.Module, objective: Objective, cfg: TrainConfig) -> tuple[Any, Any]:
-    """One SGD over the model and the objective's groups, with a per-group multi-step schedule.
+    """One optimiser (SGD, or RMSprop) over the model and the objective's groups, with a per-group
+    multi-step schedule.
 
     A ``LambdaLR`` with one factor function per group lets a group opt out of the decay
     (LPLgrad's public code never decays its loss-prediction module).
@@ -40,7 +49,13 @@ def make_optimizer(model: nn.Module, objective: Objective, cfg: TrainConfig) -> 
     for g in objective.param_groups():
         groups.append({"params": g.params, "lr": g.lr})
         decays.append(g.decay)
-    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":  # the hourglass code's: PyTorch's defaults, no momentum unless asked
+        optimizer: torch.optim.Optimizer = torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum,
+                                                               weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     milestones = sorted(cfg.milestones)
 
     def factor(decay: bool) -> Callable[[int], float]:
@@ -144,7 +159,8 @@ def train(
     gen: torch.Generator,
     progress: Callable[[int, int], None] | None = None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> None:
+    graphs: GraphBackend | None = None,
+) -> StepGraphs | None:
     """Train ``model`` (and ``objective``) on the items ``indices`` with targets ``labels`` for
     ``cfg.epochs``; ``task`` gives the per-sample loss.
 
@@ -174,6 +190,10 @@ def train(
     their own, in ``after_training``) is not split: every rank computes all of it, and the
     learner sends rank 0's weights to all after each cycle.  With ``--compile`` the compiled
     model runs inside DDP, whose all-reduces then start when the compiled backward has ended.
+
+    With ``graphs`` (``--cuda-graphs``) each step is replayed from a recorded CUDA graph
+    (:mod:`activeloss.device.graphs`, :func:`_train_graphed`) where the run allows it; returns
+    the :class:`StepGraphs` used, or None for the eager loop.
     """
     device = inputs.device
     forward = model if forward is None else forward
@@ -191,6 +211,12 @@ def train(
     model.train()
     objective.train()
     objective.on_cycle_start(model)
+    if graphs is not None:
+        reason = _not_graphable(model, task, forward, x_extra is not None)
+        if reason is None:
+            return _train_graphed(model, objective, task, inputs, indices, labels, cfg, taps, gen, aug_gen,
+                                  optimizer, scheduler, graphs, progress)
+        _log.info("--cuda-graphs: training eagerly (%s)", reason)
     trained: list[nn.Module] = []
     step: nn.Module | None = None
     if distributed.active():
@@ -214,6 +240,7 @@ def train(
             else:
                 x = _batch_inputs(inputs, indices, x_extra, batch, per_batch[b], aug_gen)
             y = labels[batch]
+            x, y = task.augment(x, y, aug_gen)
             optimizer.zero_grad(set_to_none=True)
             if step is None:
                 with autocast(device):
@@ -235,6 +262,67 @@ def train(
         objective.on_epoch_end(model, epoch)
         if progress is not None:
             progress(epoch + 1, cfg.epochs)
+    return None
+
+
+def _not_graphable(model: nn.Module, task: Task, forward: Callable, extra_items: bool) -> str | None:
+    """Why this training cannot run as recorded graphs, or None."""
+    if distributed.active():
+        return "under torchrun the steps run inside DistributedDataParallel"
+    if forward is not model:
+        return "the model is compiled (--compile)"
+    if extra_items:
+        return "the objective adds training items of its own"
+    if type(task).augment is not Task.augment:
+        return f"the {task.name} task augments its targets outside the graph"
+    return None
+
+
+def _train_graphed(
+    model: nn.Module, objective: Objective, task: Task, inputs: Inputs, indices: torch.Tensor, labels: torch.Tensor,
+    cfg: TrainConfig, taps: Taps | None, gen: torch.Generator, aug_gen: torch.Generator, optimizer: Any,
+    scheduler: Any, backend: GraphBackend, progress: Callable[[int, int], None] | None,
+) -> StepGraphs:
+    """:func:`train`'s loop with each step replayed from a recorded graph.
+
+    The same permutations and augmentation draws in the same order as the eager loop: the
+    draws are made before each step (outside the graph) into the step's static tensors and
+    applied inside it.  A graph's key is the batch size, the objective's phase and the learning
+    rates, which the recorded kernels hold as constants."""
+    device = inputs.device
+    n = indices.numel()
+    current = {"epoch": 0}
+
+    def step(static: dict[str, torch.Tensor]) -> None:
+        positions = static["positions"]
+        drawn = {name: t for name, t in static.items() if name != "positions"}
+        x = inputs.augmented_batch(indices[positions], drawn)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device):
+            loss = _batch_loss(model, task, objective, taps, x, labels[positions], current["epoch"])
+        loss.backward()
+        optimizer.step()
+
+    graphs = StepGraphs(step, backend)
+    for epoch in range(cfg.epochs):
+        current["epoch"] = epoch
+        phase = (objective.graph_phase(epoch), tuple(float(g["lr"]) for g in optimizer.param_groups))
+        graphs.keep_phase(phase)
+        order = torch.randperm(n, generator=gen).to(device)
+        for start in range(0, n, cfg.batch_size):
+            batch = order[start : start + cfg.batch_size]
+            if batch.numel() < 2 and n > 1:
+                continue
+            drawn = inputs.draw_augmentation(batch.numel(), aug_gen)
+            graphs((batch.numel(), phase), {"positions": batch, **drawn})
+            objective.after_step(model)
+        scheduler.step()
+        objective.on_epoch_end(model, epoch)
+        if progress is not None:
+            progress(epoch + 1, cfg.epochs)
+    optimizer.zero_grad(set_to_none=True)  # the gradients live in the graphs' memory: let it go
+    graphs.entries.clear()
+    return graphs
 
 
 @dataclass

@@ -1,20 +1,22 @@
-"""Uncertainty from one softmax: entropy, margin, least confidence (classification)."""
+"""Uncertainty from one softmax: entropy (any task with one: classification, pose's heatmaps),
+margin and least confidence (classification)."""
 from __future__ import annotations
 
 import torch
 
 from .. import scoring
-from ..tasks import PROBABILITIES
+from ..tasks import ENTROPY, PROBABILITIES
 from .base import ACQUISITIONS, QueryContext, ScoreAcquisition
 
 
 class EntropyAcquisition(ScoreAcquisition):
-    """Top-k softmax entropy."""
+    """Top-k entropy as the task defines it (the softmax's; pose: the mean over the joints of each
+    heatmap's softmax entropy)."""
 
-    needs = frozenset({PROBABILITIES})
+    needs = frozenset({ENTROPY})
 
     def score(self, ctx: QueryContext) -> torch.Tensor:
-        return scoring.entropy(ctx.probs())
+        return ctx.task.entropy(ctx.outputs())
 
 
 class MarginAcquisition(ScoreAcquisition):
@@ -35,6 +37,6 @@ class LeastConfidenceAcquisition(ScoreAcquisition):
         return scoring.least_confidence(ctx.probs())
 
 
-ACQUISITIONS.register("entropy", EntropyAcquisition, "highest softmax entropy")
+ACQUISITIONS.register("entropy", EntropyAcquisition, "highest softmax entropy (pose: mean per-joint heatmap entropy)")
 ACQUISITIONS.register("margin", MarginAcquisition, "smallest gap between the two most likely classes")
 ACQUISITIONS.register("least-confidence", LeastConfidenceAcquisition, "smallest top probability")

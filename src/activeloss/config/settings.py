@@ -45,12 +45,14 @@ class Settings:
     # -- what to learn from
     dataset: str = option("digits", "digits, diabetes, or KIND:PATH (the kinds and their file layouts are listed "
                           "at the end of this help)", group=DATA)
-    task: str = option("auto", "classification or regression (auto: what the dataset holds)",
-                       choices=("auto", "classification", "regression"), group=DATA)
+    task: str = option("auto", "classification, regression or pose (auto: what the dataset holds)",
+                       choices=("auto", "classification", "regression", "pose"), group=DATA)
     target: str | None = option(None, "the target column of a csv table (default: the column named label)", group=DATA)
     split: int = option(0, "which fixed train/test split of a benchmark that ships several (UCI: 0..19)",
                         at_least=0, group=DATA)
     test_fraction: float = option(0.2, "test share when a dataset has no test split", above=0, below=1, group=DATA)
+    crop_size: int | None = option(None, "pose readers: side in pixels of the square person crops (default 256; "
+                                   "synthetic-pose: 64)", at_least=8, group=DATA)
     # -- the loop
     preset: str | None = option(None, "a named protocol (activeloss presets lists them); the options you give win "
                                 "over it", group=LOOP)
@@ -86,7 +88,10 @@ class Settings:
     epochs: int | None = option(None, "training epochs per cycle", at_least=1, group=TRAINING)
     batch_size: int | None = option(None, "training batch size", at_least=1, group=TRAINING)
     lr: float | None = option(None, "learning rate of the model (SGD)", above=0, group=TRAINING)
-    momentum: float = option(0.9, "SGD momentum", at_least=0, below=1, group=TRAINING)
+    optimizer: str = option("sgd", "the optimiser: sgd (the classification and detection papers) or rmsprop (the "
+                            "Stacked Hourglass code's, for pose)", choices=("sgd", "rmsprop"), group=TRAINING)
+    momentum: float = option(0.9, "momentum (SGD; RMSprop's too, where it is 0 in the hourglass code)", at_least=0,
+                             below=1, group=TRAINING)
     weight_decay: float = option(5e-4, "SGD weight decay", at_least=0, group=TRAINING)
     milestones: list[int] | None = option(None, "epochs (or percentages of --epochs) at which the learning rate is "
                                           "multiplied by gamma (default: 80%% of the epochs)",
@@ -98,6 +103,16 @@ class Settings:
                                  group=TRAINING)
     pad: int = option(4, "zero padding of the random crop (the papers: 4 in code, 2 in the text)", at_least=0,
                       group=TRAINING)
+    stacks: int = option(2, "Stacked Hourglass models (pose): number of hourglasses (the Learning Loss paper: 2)",
+                         at_least=1, group=TRAINING)
+    heatmap_sigma: float = option(1.0, "pose: standard deviation of the Gaussian target heatmaps, in heatmap pixels",
+                                  above=0, group=TRAINING)
+    pose_rotate: float = option(30.0, "pose: training batches turn by up to +-this many degrees (0: off)",
+                                at_least=0, at_most=180, group=TRAINING)
+    pose_scale: float = option(0.25, "pose: training batches are scaled by a factor in [1-s, 1+s] (0: off)",
+                               at_least=0, below=1, group=TRAINING)
+    pose_flip: bool = option(True, "pose: mirror half the training items, left and right joints swapped",
+                             group=TRAINING)
     # -- execution
     threads: int = option(0, "CPU threads (0 = auto: one for the small cnn/mlp models, whose tiny tensors only lose "
                           "from threading; PyTorch's default otherwise)", at_least=0, group=EXECUTION)
@@ -107,6 +122,10 @@ class Settings:
                                         "CUDA, off on CPU)", group=EXECUTION)
     compile: bool = option(False, "compile the model's forward pass with torch.compile (training, evaluation and "
                            "queries); pays a warm-up for each new model", group=EXECUTION)
+    cuda_graphs: bool | None = option(None, "record each training step as a CUDA graph and replay it: one launch "
+                                      "instead of hundreds per step, the same kernels (default: on for CUDA with "
+                                      "the built-in models and objectives, unless --compile; refused on the CPU)",
+                                      group=EXECUTION)
     deterministic: bool = option(False, "bit-reproducible results on a GPU: deterministic kernels, no cuDNN "
                                  "autotuning (slower; CPU runs are deterministic anyway)", group=EXECUTION)
     sync_bn: bool = option(False, "under torchrun on GPUs, BatchNorm with the statistics of the whole global batch "

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .augment import augment
+from . import augment as augmentation
 from .dataset import Dataset
 
 
@@ -63,13 +63,28 @@ class Inputs:
     def is_image(self) -> bool:
         return self.x_train.dim() == 4
 
-    def _normalise(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _normalise(self, x: torch.Tensor, gen: torch.Generator | None,
+                   drawn: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         if self.is_image:
             x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
             if gen is not None and self.augment_ops:
-                x = augment(x, self.augment_ops, self.pad, gen)
+                drawn = self.draw_augmentation(x.shape[0], gen)
+            if drawn:
+                x = augmentation.apply(x, self.pad, drawn)
             return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
         return (x - self.mean) / self.std
+
+    def draw_augmentation(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """The random parameters of ``n`` training images' augmentation (none for rows), as
+        :meth:`train_batch` draws them; :meth:`augmented_batch` applies them."""
+        if not self.is_image or not self.augment_ops:
+            return {}
+        return augmentation.draw(n, self.augment_ops, self.pad, gen, self.device)
+
+    def augmented_batch(self, indices: torch.Tensor, drawn: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Normalised training inputs augmented with parameters drawn beforehand:
+        ``augmented_batch(i, draw_augmentation(len(i), gen))`` equals ``train_batch(i, gen)``."""
+        return self._normalise(self.x_train[indices], None, drawn)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """New inputs (shaped like the training ones, on this device) as the model sees them."""

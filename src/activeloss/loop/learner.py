@@ -33,15 +33,15 @@ from ..config import Settings
 from ..data import Dataset, Inputs, load_dataset
 from ..data.readers import reader_of
 from ..device import distributed, performance
+from ..device.graphs import CudaGraphs, check_cuda_graphs, use_cuda_graphs
 from ..errors import ConfigError, PoolError
 from ..metrics import ranking_accuracy
 from ..models.modes import eval_mode
 from ..objectives import ModelInfo, Objective
-from ..scoring import entropy
 from ..seeding import derive_seed, generator
 from ..store import Store
 from ..strategies import Strategy, get_strategy
-from ..tasks import PROBABILITIES, Task, check_offers, make_task
+from ..tasks import ENTROPY, Task, check_offers, make_task
 from ..trainer import Evaluation, TrainConfig, evaluate, train
 from .checkpoints import Checkpoints
 from .plan import Run, choose_device, inputs_for, plan, resolve_run
@@ -94,7 +94,8 @@ class Learner:
             reader = reader_of(data)
             given = given.merged({"dataset": data})
             data = load_dataset(data, seed=given.seed, test_fraction=given.test_fraction, split=given.split,
-                                target=given.target, task=None if given.task == "auto" else given.task)
+                                target=given.target, task=None if given.task == "auto" else given.task,
+                                crop_size=given.crop_size)
         elif isinstance(data, tuple):
             if len(data) != 4:
                 raise ConfigError("data as a tuple must be (x_train, y_train, x_test, y_test)")
@@ -116,6 +117,7 @@ class Learner:
             given = given.merged({"model": model})
         run = resolve_run(given, strategy, data, reader, layers=(LEARNER_DEFAULTS,))
         device = choose_device(run.settings.device)
+        check_cuda_graphs(run.settings.cuda_graphs, run.settings.compile, device)
         if store is None:
             store = Store.in_memory()
         elif not isinstance(store, Store):
@@ -164,6 +166,7 @@ class Learner:
         self.trial = trial
         self.seed = s.seed
         self.task: Task = make_task(s.task)
+        self.task.configure(data, s)
         self.progress = progress
         self._factory = factory
         self.inputs = inputs or inputs_for(data, device, s)
@@ -258,7 +261,8 @@ class Learner:
         if self._factory is not None:
             model = self._factory()
         else:
-            model = models.build(s.model or "", self.task.output_size(self.data), self.data.input_shape)
+            model = models.build(s.model or "", self.task.output_size(self.data), self.data.input_shape,
+                                 task=s.task, stacks=s.stacks)
         model = distributed.sync_batchnorm(model.to(self.device), s.sync_bn, self.device)
         # converts the 4-d (conv) weights only: nothing changes for a model without convolutions
         fmt = performance.memory_format(s.channels_last, self.device, self.data.is_image)
@@ -273,6 +277,13 @@ class Learner:
         self.model, self.objective = model, objective
         self.taps = models.Taps(model, tap_names) if objective.needs_taps else None
         self._forward = performance.forward_of(model, s.compile)
+
+    def _graphed(self, model: nn.Module, objective: Objective) -> bool:
+        """Whether this learner's training steps are recorded as CUDA graphs (``--cuda-graphs``)."""
+        s = self.settings
+        if self._factory is not None and s.cuda_graphs is None:
+            return False  # a model of the user's own: only when asked for
+        return use_cuda_graphs(s.cuda_graphs, s.compile, self.device, model, objective)
 
     def _model_of(self, cycle: int) -> tuple[nn.Module, Objective]:
         """The trained model of ``cycle`` (from its checkpoint after a restart)."""
@@ -321,11 +332,13 @@ class Learner:
         model, objective = self.model, self.objective
         assert model is not None and objective is not None
         assert s.epochs is not None and s.batch_size is not None and s.lr is not None and s.milestones is not None
-        cfg = TrainConfig(s.epochs, s.batch_size, s.lr, s.momentum, s.weight_decay, s.milestones, s.gamma)
+        cfg = TrainConfig(s.epochs, s.batch_size, s.lr, s.momentum, s.weight_decay, s.milestones, s.gamma,
+                          s.optimizer)
         labels = self.pool.labels[labeled]
         t0 = time.perf_counter()
         train(model, objective, self.task, self.inputs, labeled, labels, cfg, self.taps,
-              generator(s.seed, "train", self.trial, cycle), progress=self.progress, forward=self._forward)
+              generator(s.seed, "train", self.trial, cycle), progress=self.progress, forward=self._forward,
+              graphs=CudaGraphs(self.device) if self._graphed(model, objective) else None)
         objective.after_training(model, self.inputs, labeled, self.pool.unlabeled_indices(),
                                  generator(s.seed, "objective", self.trial, cycle), labels)
         distributed.broadcast_modules([model, *objective.modules().values()])  # replicas stay equal
@@ -343,7 +356,7 @@ class Learner:
         """The task's metrics of the current model on the test set (plus the loss predictor's
         ranking accuracy), recorded with the cycle with the small arrays the report's figures
         need; ``keep_losses`` also keeps every test item's real loss, predicted loss and (a task
-        with class probabilities) entropy, ``figures`` the arrays that cost extra forward passes:
+        with an entropy) entropy, ``figures`` the arrays that cost extra forward passes:
         the confidence histograms and, in the first trial at the cycles ``diagnostics`` names (from
         cycle 1), the t-SNE map of tsne.png (``tsne=True`` or ``False`` decides that instead)."""
         if self.cycle < 0:
@@ -375,7 +388,7 @@ class Learner:
     def _metrics(self, result: Evaluation, keep_losses: bool) -> tuple[dict[str, float], dict[str, list]]:
         """The cycle's metrics, with the loss predictor's ranking accuracy (and, with
         ``keep_losses``, every test item's real loss beside its predicted loss and its entropy,
-        when the objective predicts losses and the task gives class probabilities)."""
+        when the objective predicts losses and the task has an entropy)."""
         metrics = dict(result.metrics)
         arrays: dict[str, list] = {}
         if result.predicted_losses is not None:
@@ -384,8 +397,8 @@ class Learner:
                                            if finite else float("nan"))
             if keep_losses:
                 arrays.update(predicted_loss=result.predicted_losses.tolist())
-        if keep_losses and PROBABILITIES in self.task.offers:
-            arrays.update(test_entropy=entropy(self.task.probabilities(result.outputs)).tolist())
+        if keep_losses and ENTROPY in self.task.offers:
+            arrays.update(test_entropy=self.task.entropy(result.outputs).tolist())
         if arrays:
             arrays.update(test_loss=result.losses.tolist())
         return metrics, arrays

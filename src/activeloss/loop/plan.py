@@ -20,6 +20,7 @@ from ..data import Dataset, Inputs, load_dataset
 from ..data.augment import parse_augment
 from ..data.readers import Reader, reader_of
 from ..device import distributed, performance
+from ..device.graphs import check_cuda_graphs
 from ..errors import ConfigError
 from ..seeding import generator
 from ..strategies import Strategy, get_strategy, main_comparison
@@ -78,7 +79,7 @@ def resolve_run(settings: Settings, strategy: Strategy, data: Dataset, reader: R
     dataset_defaults = reader.defaults if reader else {}
     if given.model is None:  # the strategy's defaults may depend on it
         chosen = [layer["model"] for layer in (strategy.defaults, *layers, dataset_defaults) if layer.get("model")]
-        given.model = chosen[0] if chosen else models.default_model(data.input_shape)
+        given.model = chosen[0] if chosen else models.default_model(data.input_shape, data.task)
 
     def core(values: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in values.items() if k in CORE_NAMES}
@@ -89,7 +90,10 @@ def resolve_run(settings: Settings, strategy: Strategy, data: Dataset, reader: R
     s.task = task_of(settings, data)
     check_values(s)
     strategy.check(task_type(s.task))
-    parse_augment(s.augment or "none")
+    if parse_augment(s.augment or "none") and not task_type(s.task).input_augment:
+        raise ConfigError(f"--augment {s.augment} would move the images under their {s.task} targets; the {s.task} "
+                          "task augments whole batches itself (--pose-rotate, --pose-scale, --pose-flip): use "
+                          "--augment none")
     objective_options, acquisition_options, options = strategy.options(s)
     return Run(strategy, s, objective_options, acquisition_options, options)
 
@@ -134,6 +138,7 @@ def plan(settings: Settings) -> Plan:
     load_plugins(settings.plugins)
     device = distributed.local_device(choose_device(settings.device))
     distributed.check_sync_bn(settings.sync_bn, device)
+    check_cuda_graphs(settings.cuda_graphs, settings.compile, device)
     if settings.parallel_trials > 1 and distributed.active():
         raise ConfigError("--parallel-trials runs several processes on one machine; under torchrun leave it at 1")
     if settings.executor != "local" and (settings.parallel_trials > 1 or distributed.active()):
@@ -142,7 +147,7 @@ def plan(settings: Settings) -> Plan:
     reader = reader_of(settings.dataset)
     data = load_dataset(settings.dataset, seed=settings.seed, test_fraction=settings.test_fraction,
                         split=settings.split, target=settings.target,
-                        task=None if settings.task == "auto" else settings.task)
+                        task=None if settings.task == "auto" else settings.task, crop_size=settings.crop_size)
     task_of(settings, data)
     names = settings.strategies or main_comparison(data.task)
     if len(set(names)) != len(names):
@@ -165,6 +170,7 @@ def plan(settings: Settings) -> Plan:
                     raise ConfigError(f"--initial-classes {s.initial_classes}: the classes drawn for trial {trial} "
                                       f"hold {held} training items, fewer than --initial {s.initial}")
         outputs = make_task(s.task).output_size(data)
-        models.build(s.model or "", outputs, data.input_shape)  # fails early on a bad pairing
+        # fails early on a bad pairing
+        models.build(s.model or "", outputs, data.input_shape, task=s.task, stacks=s.stacks)
         runs.append(run)
     return Plan(settings, data, runs, device)

@@ -46,7 +46,7 @@ class Pool:
         """Record ``labels`` for ``indices``; labeling an item twice is an error, never a silent overwrite."""
         indices = torch.as_tensor(indices, dtype=torch.long).cpu()
         labels = torch.as_tensor(labels).to(self.labels.dtype).cpu()
-        if indices.numel() != labels.numel():
+        if indices.numel() != (labels.shape[0] if labels.dim() else 1):  # a pose label is a (K+1, 3) row
             raise PoolError(f"{indices.numel()} items but {labels.numel()} labels")
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.size):
             raise PoolError(f"item index out of range for a pool of {self.size}")

@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import Registry
 from .heads import features_of, last_linear, split_classifier
+from .hourglass import StackedHourglass, hourglass, hourglass_small
 from .modes import eval_mode
 from .resnet import ResNet18
 from .small import MLP, SmallCNN
@@ -26,9 +27,13 @@ from .vgg import VGG16
 class ModelEntry:
     """How to build a model for ``outputs`` outputs and inputs of ``input_shape``."""
 
-    build: Callable[[int, tuple[int, ...]], nn.Module]
+    build: Callable[..., nn.Module]
     inputs: str = "images"  # images (C, H, W) or rows (D,): what it accepts
     min_side: int = 0  # smallest image side it accepts
+    #: "heatmaps" for keypoint models (the pose task), "vector" for one output vector per item
+    outputs: str = "vector"
+    #: the run's settings its build takes as keywords (the hourglass: ``stacks``)
+    options: tuple[str, ...] = ()
 
 
 def _rows(cls: Callable[..., nn.Module]) -> Callable[[int, tuple[int, ...]], nn.Module]:
@@ -44,6 +49,10 @@ def _images(cls: Callable[..., nn.Module]) -> Callable[[int, tuple[int, ...]], n
     return lambda outputs, shape: cls(num_classes=outputs, in_channels=shape[0])
 
 
+def _heatmaps(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    return lambda outputs, shape, **options: fn(outputs, in_channels=shape[0], **options)
+
+
 MODELS: Registry[ModelEntry] = Registry("model")
 MODELS.register("resnet18", ModelEntry(_images(ResNet18)),
                 "CIFAR ResNet-18 (3x3 stem, no max-pool), taps layer1..layer4")
@@ -53,11 +62,27 @@ MODELS.register("cnn", ModelEntry(_images(SmallCNN)), "small CNN for small grey 
                 "block2, block3, fc")
 MODELS.register("mlp", ModelEntry(_rows(MLP), inputs="rows"), "two-hidden-layer MLP for tabular rows (images are "
                 "flattened), taps hidden1, hidden2")
+MODELS.register("hourglass", ModelEntry(_heatmaps(hourglass), min_side=16, outputs="heatmaps", options=("stacks",)),
+                "Stacked Hourglass for pose (--stacks, default 2; 256 features, heatmaps at 1/4 of the crop: 64x64 for "
+                "256x256), taps post.0.. (the last feature map of each hourglass)")
+MODELS.register("hourglass-small", ModelEntry(_heatmaps(hourglass_small), min_side=8, outputs="heatmaps",
+                                              options=("stacks",)),
+                "a small Stacked Hourglass for CPU runs (32 features, depth 2; 16x16 heatmaps for 64x64 crops)")
+
+#: what each task needs its model to output
+TASK_OUTPUTS = {"pose": "heatmaps"}
 
 
-def build(name: str, outputs: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """Build model ``name`` with ``outputs`` outputs for inputs of ``input_shape`` (C,H,W or D)."""
+def build(name: str, outputs: int, input_shape: tuple[int, ...], *, task: str | None = None, **options: object
+          ) -> nn.Module:
+    """Build model ``name`` with ``outputs`` outputs for inputs of ``input_shape`` (C,H,W or D).
+
+    ``task`` (when given) must be one the model's outputs serve; ``options`` are run settings,
+    of which the model takes those it declares (the hourglass: ``stacks``)."""
     entry = MODELS.get(name)
+    if task is not None and entry.outputs != TASK_OUTPUTS.get(task, "vector"):
+        able = [n for n, e in MODELS.items() if e.outputs == TASK_OUTPUTS.get(task, "vector")]
+        raise ConfigError(f"model {name!r} does not predict what the {task} task needs; use {', '.join(able)}")
     is_image = len(input_shape) == 3
     if entry.inputs == "images" and not is_image:
         raise ConfigError(f"model {name!r} needs images; this dataset has rows of {input_shape[0]} features: use mlp")
@@ -65,17 +90,21 @@ def build(name: str, outputs: int, input_shape: tuple[int, ...]) -> nn.Module:
         _, height, width = input_shape
         raise ConfigError(f"{name} needs images of at least {entry.min_side}x{entry.min_side}, these are "
                           f"{height}x{width}; use cnn or resnet18")
-    return entry.build(outputs, tuple(input_shape))
+    return entry.build(outputs, tuple(input_shape), **{k: v for k, v in options.items() if k in entry.options})
 
 
-def default_model(input_shape: tuple[int, ...]) -> str:
-    """The model a dataset gets when none is named: MLP for rows, small CNN for small grey
-    images, ResNet-18 for colour images."""
+def default_model(input_shape: tuple[int, ...], task: str = "classification") -> str:
+    """The model a dataset gets when none is named: for pose the Stacked Hourglass (the small one
+    below 128-pixel crops); else MLP for rows, small CNN for small grey images, ResNet-18 for
+    colour images."""
+    if task == "pose":
+        return "hourglass" if min(input_shape[1:]) >= 128 else "hourglass-small"
     if len(input_shape) == 1:
         return "mlp"
     channels, height, _ = input_shape
     return "cnn" if channels == 1 and height <= 32 else "resnet18"
 
 
-__all__ = ["MLP", "MODELS", "ModelEntry", "ResNet18", "SmallCNN", "Taps", "VGG16", "build", "default_model",
+__all__ = ["MLP", "MODELS", "ModelEntry", "ResNet18", "SmallCNN", "StackedHourglass", "Taps", "VGG16", "build",
+           "default_model",
            "eval_mode", "features_of", "last_linear", "resolve_modules", "split_classifier", "tapped"]

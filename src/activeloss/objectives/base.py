@@ -115,6 +115,12 @@ class Objective:
         """The extra loss term of one batch, or None."""
         return None
 
+    def graph_phase(self, epoch: int) -> object:
+        """What :meth:`batch_loss` takes from ``epoch`` (a recorded training step holds it as a
+        constant; ``--cuda-graphs`` records a new one when it changes).  By default: nothing
+        when there is no batch loss, else the epoch itself."""
+        return None if type(self).batch_loss is Objective.batch_loss else epoch
+
     def predict_loss(self, taps: list[torch.Tensor]) -> torch.Tensor | None:
         """Predicted per-sample loss from the tapped features, for objectives that learn one."""
         return None

@@ -56,7 +56,16 @@ class DoubleBranchObjective(LossPredictionObjective):
 
     @torch.no_grad()
     def sync_target(self, model: nn.Module) -> None:
-        self.target.load_state_dict(model.state_dict())
+        """A hard copy of every parameter and buffer, as one foreach copy (one launch on a GPU)."""
+        target, source = self._state_pairs(model)
+        torch._foreach_copy_(target, source)
+
+    def _state_pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        source = model.state_dict()
+        target = self.target.state_dict()
+        if list(source) != list(target):
+            raise RuntimeError("DNAL: the target network's state does not match the model's")
+        return list(target.values()), list(source.values())
 
     def on_cycle_start(self, model: nn.Module) -> None:
         self.sync_target(model)
@@ -69,12 +78,14 @@ class DoubleBranchObjective(LossPredictionObjective):
     def after_step(self, model: nn.Module) -> None:
         if self.update != "ema":
             return
-        target = self.target.state_dict()
-        for name, value in model.state_dict().items():
-            if value.dtype.is_floating_point:
-                target[name].mul_(self.tau).add_(value, alpha=1 - self.tau)
-            else:
-                target[name].copy_(value)
+        target, source = self._state_pairs(model)
+        floats = [i for i, t in enumerate(source) if t.dtype.is_floating_point]
+        others = [i for i, t in enumerate(source) if not t.dtype.is_floating_point]
+        moving = [target[i] for i in floats]
+        torch._foreach_mul_(moving, self.tau)
+        torch._foreach_add_(moving, [source[i] for i in floats], alpha=1 - self.tau)
+        if others:
+            torch._foreach_copy_([target[i] for i in others], [source[i] for i in others])
 
     def module_loss(self, predicted: torch.Tensor, step: Step) -> torch.Tensor:
         with torch.no_grad():

@@ -24,6 +24,7 @@ from ..config.options import option
 from ..errors import ConfigError
 from ..models.heads import split_classifier
 from ..seeding import derive_seed
+from ..tasks import FLAT
 from .base import OBJECTIVES, ModelInfo, Objective
 
 
@@ -98,6 +99,8 @@ class MCDropoutObjective(Objective):
 
     name = "mc-dropout"
     Options = DropoutOptions
+    #: a classifier to put the dropout before: not a heatmap model's (pose)
+    needs = frozenset({FLAT})
 
     def setup(self, model: nn.Module, info: ModelInfo) -> None:
         self.inserted = False

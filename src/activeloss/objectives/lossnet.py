@@ -94,6 +94,9 @@ class LossPredictionObjective(Objective):
             return [f.detach() for f in step.taps]
         return step.taps
 
+    def graph_phase(self, epoch: int) -> object:
+        return epoch >= self.stop_gradient_epoch  # all the batch loss takes from the epoch
+
     def module_loss(self, predicted: torch.Tensor, step: Step) -> torch.Tensor:
         return ranking_loss(predicted, step.losses, margin=self.margin)
 

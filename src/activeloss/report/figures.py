@@ -135,9 +135,10 @@ def plot_loss_prediction(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: 
                          entropy: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> list[tuple[str, str]]:
     """Each test item's real loss against what ranks it, one panel each, with Pearson r, Spearman
     rho and the ranking accuracy (a ranker only has to order losses, not match their scale): the
-    loss-prediction module's predicted loss (``pairs``: strategy -> (real, predicted)) and, for a
-    task with class probabilities, the entropy of the model's softmax output (``entropy``:
-    strategy -> (real, entropy); Learning Loss's Fig. 8, bottom), the two panels of a strategy side
+    loss-prediction module's predicted loss (``pairs``: strategy -> (real, predicted)) and, for
+    every task with an entropy, the entropy of the model's softmax output (``entropy``: strategy ->
+    (real, entropy); pose: each heatmap's softmax entropy averaged over the joints; Learning
+    Loss's Fig. 8, bottom, which is the pose experiment), the two panels of a strategy side
     by side.  Any task's per-item losses will do (cross-entropy, squared error).  Returns the
     panels drawn, in order, as (strategy, ``"predicted"`` or ``"entropy"``)."""
     entropy = entropy or {}

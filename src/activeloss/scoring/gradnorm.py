@@ -46,6 +46,15 @@ _MAX_TEMP_ELEMS = 1 << 24
 # Largest per-sample gradient block (elements) the torch.func fallback materialises (~256 MB).
 _MAX_FUNC_ELEMS = 1 << 26
 
+#: cuDNN autotuning inside the scores on a GPU (off: see _grad_context); the benchmark's switch
+AUTOTUNE = False
+#: how conv layers' per-sample weight gradients are formed on a GPU when the ghost norm does
+#: not win: "unfold" (a batched GEMM with the unfolded input) or "grouped" (a weight-gradient
+#: conv with one group per sample); the benchmark's switch.  On an H200, ResNet-18, 10k
+#: candidates: unfold 1.78 s warm and 2.19 s on a process's first call, grouped 2.04 s and
+#: 2.97 s (docs/performance.md)
+CUDA_CONV = "unfold"
+
 _log = logging.getLogger(__name__)
 
 # SyncBatchNorm (--sync-bn) is a plain BatchNorm in eval mode, where the scores are computed
@@ -108,12 +117,18 @@ def _run(model: nn.Module, inputs: torch.Tensor, norm: str, batch_size: int, met
                 raise ValueError(f"gradient_norm_scores(method='hooks'): {exc}") from None
             _log.debug("gradient norms: hook path unavailable (%s); using torch.func", exc)
             method = "func"
-    for start in range(0, inputs.shape[0], batch_size):
+    n = inputs.shape[0]
+    for start in range(0, n, batch_size):
         x = _prepare(inputs[start : start + batch_size], device)
+        real = x.shape[0]
+        if _pads(device) and start > 0 and real < batch_size:
+            # every chunk of one shape on a GPU: a new shape costs cuDNN planning; the padding
+            # rows repeat the first item, and in eval mode items do not interact
+            x = torch.cat([x, x[:1].expand(batch_size - real, *x.shape[1:])])
         if method in ("auto", "hooks"):
             assert plan is not None
             try:
-                out.append(_hooks_chunk(model, plan, x, norm))
+                out.append(_hooks_chunk(model, plan, x, norm)[:real])
                 continue
             except _Unsupported as exc:
                 if method == "hooks":
@@ -127,16 +142,21 @@ def _run(model: nn.Module, inputs: torch.Tensor, norm: str, batch_size: int, met
                 method = "func"
         if method == "func":
             try:
-                out.append(_func_chunk(model, x, norm, batch_size))
+                out.append(_func_chunk(model, x, norm, batch_size)[:real])
                 continue
             except RuntimeError as exc:  # an op vmap cannot batch: the loop always works
                 _log.info("gradient norms: torch.func failed (%s); using the slow per-sample loop", exc)
                 method = "loop"
-        out.append(_loop_chunk(model, x, norm))
+        out.append(_loop_chunk(model, x[:real], norm))
     return torch.cat(out)
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _pads(device: torch.device) -> bool:
+    """Whether a short last chunk is padded to the others' shape (on a GPU)."""
+    return device.type == "cuda"
 
 
 def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
@@ -147,10 +167,13 @@ def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
 @contextlib.contextmanager
 def _grad_context(device: torch.device) -> Iterator[None]:
     """Gradients on, autocast and TF32 convolutions off, whatever the caller's context
-    (queries run under ``no_grad`` and bf16 autocast on a GPU): the scores are exact fp32."""
+    (queries run under ``no_grad`` and bf16 autocast on a GPU): the scores are exact fp32.
+    cuDNN autotuning is off too (unless :data:`AUTOTUNE`): the per-sample weight-gradient
+    convolutions are one-off fp32 shapes, and timing candidate kernels for each of them made
+    the first query of a process take minutes."""
     no_tf32: contextlib.AbstractContextManager = contextlib.nullcontext()
     if device.type == "cuda":
-        no_tf32 = torch.backends.cudnn.flags(enabled=True, benchmark=torch.backends.cudnn.benchmark,
+        no_tf32 = torch.backends.cudnn.flags(enabled=True, benchmark=AUTOTUNE and torch.backends.cudnn.benchmark,
                                              deterministic=torch.backends.cudnn.deterministic, allow_tf32=False)
     with torch.inference_mode(False), torch.enable_grad(), full_precision(device), no_tf32:
         yield
@@ -428,8 +451,9 @@ def _conv_sq(
         # gram, its column sums, uu, G^T G
         step = max(1, _MAX_TEMP_ELEMS // (2 * padded * padded + 2 * length * length))
         fn = _conv_ghost_sq
-    elif cin < 16:  # few input channels: a grouped conv has too little work per group (and
-        # stalls under CPU contention); the unfolded input is small, use a batched GEMM
+    elif cin < 16 or (a.is_cuda and CUDA_CONV == "unfold"):
+        # few input channels: a grouped conv has too little work per group (and stalls under
+        # CPU contention); the unfolded input is small, use a batched GEMM
         step = max(1, _MAX_TEMP_ELEMS // (k * length + cout * k))
         fn = _conv_unfold_sq
     else:

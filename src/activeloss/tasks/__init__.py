@@ -1,4 +1,4 @@
-"""Tasks, registered by name: ``classification`` and ``regression``.
+"""Tasks, registered by name: ``classification``, ``regression`` and ``pose``.
 
 Adding a task is one file with a :class:`Task` subclass plus one registry line here.
 """
@@ -7,13 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..registry import Registry
-from .base import CLASSES, PROBABILITIES, VALUES, Metric, Task, check_offers
+from .base import CLASSES, ENTROPY, FLAT, PROBABILITIES, VALUES, Metric, Task, check_offers
 from .classification import ClassificationTask
+from .pose import PoseTask
 from .regression import RegressionTask
 
 TASKS: Registry[Callable[[], Task]] = Registry("task")
 TASKS.register("classification", ClassificationTask, "class indices, cross-entropy, accuracy")
 TASKS.register("regression", RegressionTask, "real-valued targets, squared error on the standardised target, RMSE")
+TASKS.register("pose", PoseTask,
+               "keypoints as heatmaps (Stacked Hourglass), per-sample heatmap MSE, PCKh@0.5 / PCK@0.2")
 
 
 def make_task(name: str) -> Task:
@@ -27,5 +30,6 @@ def task_type(name: str) -> type[Task]:
     return factory if isinstance(factory, type) else type(factory())
 
 
-__all__ = ["CLASSES", "PROBABILITIES", "TASKS", "VALUES", "ClassificationTask", "Metric", "RegressionTask", "Task",
+__all__ = ["CLASSES", "ENTROPY", "FLAT", "PROBABILITIES", "TASKS", "VALUES", "ClassificationTask", "Metric", "PoseTask",
+           "RegressionTask", "Task",
            "check_offers", "make_task", "task_type"]

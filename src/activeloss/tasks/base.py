@@ -19,14 +19,18 @@ import torch
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..data import Dataset
 
 #: what a task's outputs offer to acquisitions (see :attr:`Task.offers`)
 PROBABILITIES = "probabilities"  # a softmax over classes (entropy, margin, BALD, BADGE, ...)
 CLASSES = "classes"  # discrete classes (SRAAL's supervised head, per-class figures)
 VALUES = "values"  # real-valued point predictions (MC-dropout predictive variance)
+ENTROPY = "entropy"  # one entropy per item (softmax entropy; pose: the heatmaps' mean per-joint entropy)
+FLAT = "flat"  # one output vector per item from a final linear layer (where MC-dropout puts its dropout)
 
-CAPABILITY_TEXT = {PROBABILITIES: "class probabilities", CLASSES: "discrete classes", VALUES: "real-valued predictions"}
+CAPABILITY_TEXT = {PROBABILITIES: "class probabilities", CLASSES: "discrete classes", VALUES: "real-valued predictions",
+                   ENTROPY: "an entropy per item", FLAT: "a model ending in a linear layer"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,15 @@ class Task:
     name: ClassVar[str] = "task"
     metrics: ClassVar[tuple[Metric, ...]] = ()
     offers: ClassVar[frozenset[str]] = frozenset()
+    #: whether the inputs' own augmentation (``--augment flip,crop``) may run: not where it would
+    #: move the image under its targets (pose keypoints), which the task's :meth:`augment` moves
+    input_augment: ClassVar[bool] = True
+    #: defaults of component options on this task, by component (pose: the loss-prediction
+    #: module's lambda 1e-4); the strategy's own defaults and the user's values beat them
+    option_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def configure(self, data: Dataset, settings: Settings) -> None:
+        """Take what the task needs from the run's data and settings (called once per learner)."""
 
     # -- data ------------------------------------------------------------------
     def validate_targets(self, data: Dataset) -> None:
@@ -79,6 +92,13 @@ class Task:
         raise NotImplementedError
 
     # -- training and evaluation ---------------------------------------------
+    def augment(self, x: torch.Tensor, targets: torch.Tensor,
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment a training batch together with its targets (geometry that moves the targets,
+        e.g. keypoints under rotation and flips); after the inputs' own augmentation, with the
+        same device generator.  Identity by default."""
+        return x, targets
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-sample loss, shape [B]; differentiable w.r.t. ``outputs``."""
         raise NotImplementedError
@@ -94,6 +114,10 @@ class Task:
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, C); only for tasks that offer them."""
         raise ConfigError(f"the {self.name} task has no class probabilities")
+
+    def entropy(self, outputs: torch.Tensor) -> torch.Tensor:
+        """One entropy per item (N,); only for tasks that offer it."""
+        raise ConfigError(f"the {self.name} task has no entropy")
 
     def values(self, outputs: torch.Tensor) -> torch.Tensor:
         """Real-valued predictions (N, D) in standardised units; only for tasks that offer them."""

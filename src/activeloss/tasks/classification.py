@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError, PoolError
-from .base import CLASSES, PROBABILITIES, Metric, Task
+from ..scoring import entropy
+from .base import CLASSES, ENTROPY, FLAT, PROBABILITIES, Metric, Task
 
 if TYPE_CHECKING:
     from ..data import Dataset
@@ -26,7 +27,7 @@ class ClassificationTask(Task):
     name = "classification"
     metrics = (Metric("accuracy", higher_is_better=True, percent=True,
                       description="share of test items classified right"),)
-    offers = frozenset({PROBABILITIES, CLASSES})
+    offers = frozenset({PROBABILITIES, CLASSES, ENTROPY, FLAT})
 
     def validate_targets(self, data: Dataset) -> None:
         for split, y in (("train", data.y_train), ("test", data.y_test)):
@@ -73,6 +74,9 @@ class ClassificationTask(Task):
 
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
         return torch.softmax(outputs.float(), dim=-1)
+
+    def entropy(self, outputs: torch.Tensor) -> torch.Tensor:
+        return entropy(self.probabilities(outputs))
 
     def diagnostics(self, outputs: torch.Tensor, targets: torch.Tensor, num_classes: int,
                     pool_outputs: Callable[[torch.Tensor], torch.Tensor], labeled: torch.Tensor,

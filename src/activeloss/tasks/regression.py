@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import DataError, PoolError
-from .base import VALUES, Metric, Task
+from .base import FLAT, VALUES, Metric, Task
 
 if TYPE_CHECKING:
     from ..data import Dataset
@@ -28,7 +28,7 @@ class RegressionTask(Task):
         Metric("rmse", higher_is_better=False, description="root mean squared error on the test set, target units"),
         Metric("mae", higher_is_better=False, description="mean absolute error on the test set, target units"),
     )
-    offers = frozenset({VALUES})
+    offers = frozenset({VALUES, FLAT})
 
     def __init__(self) -> None:
         self.mean = 0.0
