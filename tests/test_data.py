@@ -13,7 +13,7 @@ from PIL import Image
 
 from activeloss.data import READERS, Dataset, load_dataset
 from activeloss.data import images as images_mod
-from activeloss.errors import ActiveLossError, DataError
+from activeloss.errors import ActiveLossError, ConfigError, DataError
 
 # ---------------------------------------------------------------- writers of tiny sources
 
@@ -298,6 +298,28 @@ def test_folder_mixed_sizes(tmp_path):
         load_dataset(f"folder:{tmp_path}")
 
 
+def test_folder_image_size_resizes_mixed_sizes_on_load(tmp_path, monkeypatch):
+    save_image(tmp_path / "a" / "0.png", size=(6, 5), value=40)
+    save_image(tmp_path / "a" / "1.png", size=(12, 9), mode="L", value=90)
+    save_image(tmp_path / "b" / "0.png", size=(8, 8), value=200)
+    save_image(tmp_path / "b" / "1.png", size=(8, 8), value=200)
+    with pytest.raises(DataError, match=r"all images must have the same size \(or resize them on load with --image-size"):
+        load_dataset(f"folder:{tmp_path}")
+    cache = tmp_path.parent / f"{tmp_path.name}-cache"  # outside the folder of classes
+    monkeypatch.setenv("ACTIVELOSS_CACHE", str(cache))
+    ds = load_dataset(f"folder:{tmp_path}", test_fraction=0.5, image_size=7)
+    x = torch.cat([ds.x_train, ds.x_test])
+    assert x.shape == (4, 3, 7, 7)
+    grey = x[torch.cat([ds.y_train, ds.y_test]) == 0]
+    assert any(bool((img == 90).all()) for img in grey)  # a resized flat grey image stays flat, now RGB
+    monkeypatch.setattr(images_mod, "PARALLEL_MIN_FILES", 0)  # the worker processes resize too
+    small = load_dataset(f"folder:{tmp_path}", test_fraction=0.5, image_size=8)  # another size, another cache entry
+    assert torch.cat([small.x_train, small.x_test]).shape[2:] == (8, 8)
+    assert len(list(cache.glob("*.npy"))) == 2
+    with pytest.raises(ConfigError, match="--image-size resizes the images of folder data"):
+        load_dataset("digits", image_size=16)
+
+
 def test_folder_train_test_classes_must_match(tmp_path):
     save_image(tmp_path / "train" / "a" / "0.png")
     save_image(tmp_path / "test" / "b" / "0.png")
@@ -434,3 +456,17 @@ def test_csv_split_determinism_and_small_class_fallback(tmp_path):
     assert not torch.equal(a.x_test, c.x_test)
     assert len(a.x_test) == 7 and len(a.x_train) == 24
     assert a.class_names == ["x", "y", "z"]
+
+
+def test_cli_runs_a_folder_of_mixed_sizes_with_image_size(tmp_path, capsys):
+    from activeloss.cli import main
+
+    for cls in ("a", "b"):
+        for i in range(6):
+            save_image(tmp_path / "d" / cls / f"{i}.png", size=(6 + i, 5 + i), value=20 * i)
+    args = ["run", "--dataset", f"folder:{tmp_path / 'd'}", "--strategies", "random", "--cycles", "1", "--initial", "4",
+            "--epochs", "1", "--batch-size", "4", "--model", "cnn", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "bad")]) == 2
+    assert "--image-size" in capsys.readouterr().err
+    assert main([*args, "--image-size", "8", "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "results.csv").is_file()

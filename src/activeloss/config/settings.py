@@ -51,6 +51,9 @@ class Settings:
     split: int = option(0, "which fixed train/test split of a benchmark that ships several (UCI: 0..19)",
                         at_least=0, group=DATA)
     test_fraction: float = option(0.2, "test share when a dataset has no test split", above=0, below=1, group=DATA)
+    image_size: int | None = option(None, "folder: data: resize every image to SIZE x SIZE pixels on load (images "
+                                    "of mixed sizes such as Caltech-101's); default: as they are, all one size",
+                                    at_least=8, group=DATA)
     crop_size: int | None = option(None, "pose readers: side in pixels of the square person crops (default 256; "
                                    "synthetic-pose: 64)", at_least=8, group=DATA)
     # -- the loop

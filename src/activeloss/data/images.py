@@ -7,6 +7,7 @@ cached in ``$ACTIVELOSS_CACHE`` so a second run starts in a fraction of a second
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import multiprocessing
 import os
@@ -37,23 +38,28 @@ def is_image_file(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def decode_image(path: str) -> np.ndarray:
-    """One image as (H, W) grey or (H, W, 3) RGB uint8; any decoder failure becomes a DataError."""
+def decode_image(path: str, size: int | None = None) -> np.ndarray:
+    """One image as (H, W) grey or (H, W, 3) RGB uint8, resized to ``size`` x ``size`` when
+    given (bilinear, the aspect ratio not kept, as the papers' Caltech loaders do); any decoder
+    failure becomes a DataError."""
     try:
-        with Image.open(path) as im:
-            grey = im.mode in _GREY_MODES
-            return np.asarray(im.convert("L" if grey else "RGB"))
+        with Image.open(path) as opened:
+            grey = opened.mode in _GREY_MODES
+            im = opened.convert("L" if grey else "RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(im)
     except Exception as e:  # Pillow raises many types for corrupt files (OSError, SyntaxError, struct.error, ...)
         reason = "cannot identify image file" if isinstance(e, UnidentifiedImageError) else str(e)
         raise DataError(f"folder: cannot read image {path} ({reason or type(e).__name__})") from None
 
 
-def _decode_chunk(paths: list[str]) -> list[np.ndarray]:
+def _decode_chunk(paths: list[str], size: int | None = None) -> list[np.ndarray]:
     """Worker-process entry point: decode a chunk of files in order."""
-    return [decode_image(p) for p in paths]
+    return [decode_image(p, size) for p in paths]
 
 
-def _decoded(paths: list[str]) -> Iterator[np.ndarray]:
+def _decoded(paths: list[str], size: int | None = None) -> Iterator[np.ndarray]:
     """Yield the decoded images in order, with a process pool and a progress bar for big sets."""
     big = len(paths) > PARALLEL_MIN_FILES
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -66,14 +72,14 @@ def _decoded(paths: list[str]) -> Iterator[np.ndarray]:
             ctx = multiprocessing.get_context("fork")
             pool = ProcessPoolExecutor(min(workers, 8), mp_context=ctx)
             try:
-                for images in pool.map(_decode_chunk, chunks):
+                for images in pool.map(functools.partial(_decode_chunk, size=size), chunks):
                     yield from images
                     bar.update(len(images))
             finally:  # on a corrupt file (or Ctrl-C) do not decode the remaining chunks
                 pool.shutdown(wait=True, cancel_futures=True)
         else:
             for p in paths:
-                yield decode_image(p)
+                yield decode_image(p, size)
                 bar.update(1)
 
 
@@ -84,7 +90,8 @@ def _stack(paths: list[str], images: Iterable[np.ndarray]) -> np.ndarray:
         if arrays and a.shape[:2] != arrays[0].shape[:2]:
             (h0, w0), (h, w) = arrays[0].shape[:2], a.shape[:2]
             raise DataError(
-                f"folder: image {p} is {w}x{h} but {paths[0]} is {w0}x{h0}; all images must have the same size"
+                f"folder: image {p} is {w}x{h} but {paths[0]} is {w0}x{h0}; all images must have the same size "
+                "(or resize them on load with --image-size N)"
             )
         arrays.append(a)
     colour = any(a.ndim == 3 for a in arrays)
@@ -95,23 +102,27 @@ def _stack(paths: list[str], images: Iterable[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _cache_file(paths: list[str]) -> Path | None:
-    """Cache path for this exact file list (names, sizes and mtimes), or None when caching is off."""
+def _cache_file(paths: list[str], size: int | None = None) -> Path | None:
+    """Cache path for this exact file list (names, sizes and mtimes) and resize, or None when
+    caching is off."""
     folder = os.environ.get(CACHE_ENV)
     if not folder:
         return None
     h = hashlib.sha256()
+    if size is not None:
+        h.update(f"resize {size}\n".encode())
     for p in paths:
         st = os.stat(p)
         h.update(f"{os.path.abspath(p)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return Path(folder).expanduser() / f"folder-{h.hexdigest()[:24]}.npy"
 
 
-def load_images(paths: list[str]) -> np.ndarray:
-    """Decode the files into one uint8 array (N, C, H, W), using the cache in ``$ACTIVELOSS_CACHE`` if set."""
+def load_images(paths: list[str], size: int | None = None) -> np.ndarray:
+    """Decode the files (resized to ``size`` x ``size`` when given) into one uint8 array
+    (N, C, H, W), using the cache in ``$ACTIVELOSS_CACHE`` if set."""
     if not paths:
         raise DataError("folder: no images to read")
-    cache = _cache_file(paths)
+    cache = _cache_file(paths, size)
     if cache is not None and cache.is_file():
         try:
             x = np.load(cache, allow_pickle=False)
@@ -119,7 +130,7 @@ def load_images(paths: list[str]) -> np.ndarray:
                 return x
         except (OSError, ValueError):
             pass  # a damaged cache entry is simply rebuilt
-    x = _stack(paths, _decoded(paths))
+    x = _stack(paths, _decoded(paths, size))
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)

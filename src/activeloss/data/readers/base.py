@@ -21,6 +21,7 @@ class ReadOptions:
     target: str | None = None  # the target column of a table (csv); None: the reader's default
     task: str | None = None  # classification or regression; None: the reader decides
     crop_size: int | None = None  # pose readers: side of the square person crops; None: the reader's default
+    image_size: int | None = None  # folder: every image resized to this square side on load; None: as they are
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Reader:
 
 
 READERS: Registry[Reader] = Registry("dataset kind")
+#: the dataset kinds whose images --image-size resizes on load
+RESIZING_KINDS = ("folder",)
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -54,13 +57,17 @@ def reader_of(spec: str) -> Reader:
 
 
 def load_dataset(spec: str, seed: int = 0, test_fraction: float = 0.2, *, split: int = 0,
-                 target: str | None = None, task: str | None = None, crop_size: int | None = None) -> Dataset:
+                 target: str | None = None, task: str | None = None, crop_size: int | None = None,
+                 image_size: int | None = None) -> Dataset:
     """Read the dataset named by ``spec`` (``digits`` or ``KIND:PATH``); see :class:`ReadOptions`."""
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"the test fraction must lie strictly between 0 and 1, got {test_fraction}")
     kind, path = parse_spec(spec)
     reader = reader_of(spec)
-    options = ReadOptions(seed, test_fraction, split, target, task, crop_size)
+    if image_size is not None and kind not in RESIZING_KINDS:
+        raise ConfigError(f"--image-size resizes the images of {', '.join(RESIZING_KINDS)} data on load; "
+                          f"the {kind} dataset has its own size")
+    options = ReadOptions(seed, test_fraction, split, target, task, crop_size, image_size)
     if not reader.needs_path:
         if path:
             where = "made in memory" if kind == "synthetic-pose" else "bundled with scikit-learn"

@@ -12,8 +12,8 @@ from ..images import is_image_file, load_images
 from .base import READERS, Reader, ReadOptions
 from .common import make_dataset, need_dir, split_dataset
 
-DESCRIPTION = ("folder:DIR of class sub-folders of images (DIR/<class>/<image>, all one size), or DIR/train and "
-               "DIR/test (or DIR/val) of them")
+DESCRIPTION = ("folder:DIR of class sub-folders of images (DIR/<class>/<image>, all one size unless --image-size "
+               "resizes them), or DIR/train and DIR/test (or DIR/val) of them")
 
 
 def _class_dirs(root: Path) -> list[str]:
@@ -57,7 +57,7 @@ def read_folder(kind: str, root: Path | None, options: ReadOptions) -> Dataset:
         te_files, te_labels = _list_images(kind, test_dir, classes, require_each=False)
         if not te_files:
             raise DataError(f"{kind}: {test_dir} holds no images")
-        x = load_images(tr_files + te_files)
+        x = load_images(tr_files + te_files, options.image_size)
         n = len(tr_files)
         return make_dataset(kind, x[:n], np.array(tr_labels), x[n:], np.array(te_labels), classes,
                             str(root), "from the source")
@@ -65,7 +65,7 @@ def read_folder(kind: str, root: Path | None, options: ReadOptions) -> Dataset:
     if not classes:
         raise DataError(f"{kind}: {root} has no class sub-folders (expected {root}/<class>/<image>)")
     files, labels = _list_images(kind, root, classes, require_each=True)
-    x, y = load_images(files), np.array(labels, dtype=np.int64)
+    x, y = load_images(files, options.image_size), np.array(labels, dtype=np.int64)
     return split_dataset(kind, x, y, classes, str(root), options)
 
 
