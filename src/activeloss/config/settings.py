@@ -54,6 +54,10 @@ class Settings:
     image_size: int | None = option(None, "folder: data: resize every image to SIZE x SIZE pixels on load (images "
                                     "of mixed sizes such as Caltech-101's); default: as they are, all one size",
                                     at_least=8, group=DATA)
+    image_memory_gb: float | None = option(None, "folder: data: the most memory (GB) its decoded images may take; a "
+                                           "larger folder stays on disk and each batch is decoded when taken, in "
+                                           "worker processes (default: a quarter of this machine's memory)",
+                                           at_least=0, group=DATA)
     crop_size: int | None = option(None, "pose readers: side in pixels of the square person crops (default 256; "
                                    "synthetic-pose: 64)", at_least=8, group=DATA)
     # -- the loop

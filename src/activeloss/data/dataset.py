@@ -10,6 +10,7 @@ import torch
 
 from ..errors import DataError
 from ..tasks import TASKS, make_task
+from .streaming import Images
 
 
 @dataclass
@@ -24,9 +25,9 @@ class Dataset:
     """
 
     name: str
-    x_train: torch.Tensor
+    x_train: Images  # a tensor, or a streamed folder's files (decoded per batch)
     y_train: torch.Tensor
-    x_test: torch.Tensor
+    x_test: Images
     y_test: torch.Tensor
     class_names: list[str] = field(default_factory=list)
     #: coarse (super-class) label per fine class, e.g. CIFAR-100's 20 superclasses
@@ -74,7 +75,7 @@ class Dataset:
                 f"but test inputs {tuple(self.x_test.shape[1:])}"
             )
         for x in (self.x_train, self.x_test):  # uint8 images cannot hold NaN: only floats are checked
-            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
                 raise DataError(f"{self.name}: inputs contain NaN or infinite values")
         make_task(self.task).validate_targets(self)
         return self

@@ -8,12 +8,18 @@ import torch
 
 from . import augment as augmentation
 from .dataset import Dataset
+from .streaming import ImageFiles, Images
+
+#: images a streamed folder's normalisation statistics are estimated from (seeded sample)
+STATS_SAMPLE = 10_000
 
 
 @dataclass
 class Inputs:
     """Train and test inputs on ``device`` with the normalisation of the train set.
 
+    A folder too large for memory stays on disk (:class:`~activeloss.data.streaming.ImageFiles`)
+    and each batch is decoded when it is taken; its statistics come from a seeded sample.
     Images stay ``uint8`` until a batch is taken (4x less memory, and the whole
     CIFAR-size set fits on a GPU) and are scaled to [0, 1] then; float images and rows
     are used as they are.  Normalisation uses the per-channel (images) or per-feature
@@ -21,9 +27,9 @@ class Inputs:
     Targets are whatever the task stores (class indices, real values).
     """
 
-    x_train: torch.Tensor
+    x_train: Images
     y_train: torch.Tensor
-    x_test: torch.Tensor
+    x_test: Images
     y_test: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
@@ -36,11 +42,15 @@ class Inputs:
     def from_dataset(cls, data: Dataset, device: torch.device, augment_ops: tuple[str, ...], pad: int,
                      memory_format: torch.memory_format = torch.contiguous_format) -> Inputs:
         x = data.x_train
-        if data.is_image:
+        if isinstance(x, ImageFiles):  # too large to hold: the statistics of a seeded sample
+            mean, std = x.channel_stats(STATS_SAMPLE, seed=0)
+            std = std.clamp_min(1e-6)
+            shape: tuple[int, ...] = (1, -1, 1, 1)
+        elif data.is_image:
             xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
             mean = xf.mean(dim=(0, 2, 3))
             std = xf.std(dim=(0, 2, 3)).clamp_min(1e-6)
-            shape: tuple[int, ...] = (1, -1, 1, 1)
+            shape = (1, -1, 1, 1)
         else:
             mean, std = x.mean(dim=0), x.std(dim=0)
             std = torch.where(std > 1e-8, std, torch.ones_like(std))
@@ -65,6 +75,7 @@ class Inputs:
 
     def _normalise(self, x: torch.Tensor, gen: torch.Generator | None,
                    drawn: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        x = x.to(self.device)  # a streamed folder's batch is decoded on the CPU
         if self.is_image:
             x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
             if gen is not None and self.augment_ops:

@@ -95,7 +95,8 @@ class Learner:
             given = given.merged({"dataset": data})
             data = load_dataset(data, seed=given.seed, test_fraction=given.test_fraction, split=given.split,
                                 target=given.target, task=None if given.task == "auto" else given.task,
-                                crop_size=given.crop_size, image_size=given.image_size)
+                                crop_size=given.crop_size, image_size=given.image_size,
+                                image_memory_gb=given.image_memory_gb)
         elif isinstance(data, tuple):
             if len(data) != 4:
                 raise ConfigError("data as a tuple must be (x_train, y_train, x_test, y_test)")

@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config.options import option
+from ..data.streaming import ImageFiles
 from ..models.modes import eval_mode
 from ..seeding import forked, on_device
 from ..tasks import CLASSES, PROBABILITIES
@@ -197,7 +198,10 @@ def item_form(x: torch.Tensor, inputs: Inputs) -> torch.Tensor:
     raw = x.float() * inputs.std + inputs.mean
     if inputs.is_image and ref.dtype == torch.uint8:
         raw = raw * 255.0  # the inputs scale 8-bit images to [0, 1] before normalising
-    lo, hi = (ref.amin(), ref.amax()) if inputs.is_image else (ref.amin(dim=0), ref.amax(dim=0))
+    if isinstance(ref, ImageFiles):  # a streamed folder: the range of 8-bit images
+        lo, hi = torch.tensor(0.0, device=raw.device), torch.tensor(255.0, device=raw.device)
+    else:
+        lo, hi = (ref.amin(), ref.amax()) if inputs.is_image else (ref.amin(dim=0), ref.amax(dim=0))
     raw = torch.minimum(torch.maximum(raw, lo.float()), hi.float())
     if not ref.dtype.is_floating_point:
         raw = raw.round()

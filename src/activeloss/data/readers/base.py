@@ -22,6 +22,7 @@ class ReadOptions:
     task: str | None = None  # classification or regression; None: the reader decides
     crop_size: int | None = None  # pose readers: side of the square person crops; None: the reader's default
     image_size: int | None = None  # folder: every image resized to this square side on load; None: as they are
+    image_memory_gb: float | None = None  # folder: decoded size above which it streams; None: a quarter of RAM
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def reader_of(spec: str) -> Reader:
 
 def load_dataset(spec: str, seed: int = 0, test_fraction: float = 0.2, *, split: int = 0,
                  target: str | None = None, task: str | None = None, crop_size: int | None = None,
-                 image_size: int | None = None) -> Dataset:
+                 image_size: int | None = None, image_memory_gb: float | None = None) -> Dataset:
     """Read the dataset named by ``spec`` (``digits`` or ``KIND:PATH``); see :class:`ReadOptions`."""
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"the test fraction must lie strictly between 0 and 1, got {test_fraction}")
@@ -67,7 +68,7 @@ def load_dataset(spec: str, seed: int = 0, test_fraction: float = 0.2, *, split:
     if image_size is not None and kind not in RESIZING_KINDS:
         raise ConfigError(f"--image-size resizes the images of {', '.join(RESIZING_KINDS)} data on load; "
                           f"the {kind} dataset has its own size")
-    options = ReadOptions(seed, test_fraction, split, target, task, crop_size, image_size)
+    options = ReadOptions(seed, test_fraction, split, target, task, crop_size, image_size, image_memory_gb)
     if not reader.needs_path:
         if path:
             where = "made in memory" if kind == "synthetic-pose" else "bundled with scikit-learn"

@@ -10,6 +10,7 @@ import torch
 
 from ...errors import ConfigError, DataError
 from ..dataset import Dataset
+from ..streaming import ImageFiles, Images
 from .base import ReadOptions
 
 #: protocol of the small regression sets (diabetes, the UCI benchmarks) when the run leaves it unset;
@@ -96,15 +97,19 @@ def requested_task(kind: str, options: ReadOptions) -> str | None:
     )
 
 
-def to_tensor(a: np.ndarray) -> torch.Tensor:
-    """A torch tensor owning a writable, contiguous copy when needed (frombuffer arrays are read-only)."""
+def to_tensor(a: np.ndarray | ImageFiles) -> Images:
+    """A torch tensor owning a writable, contiguous copy when needed (frombuffer arrays are
+    read-only); streamed image files stay as they are."""
+    if isinstance(a, ImageFiles):
+        return a
     a = np.ascontiguousarray(a)
     if not a.flags.writeable:
         a = a.copy()
     return torch.from_numpy(a)
 
 
-def make_dataset(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+def make_dataset(kind: str, x_train: np.ndarray | ImageFiles, y_train: np.ndarray, x_test: np.ndarray | ImageFiles,
+                 y_test: np.ndarray,
                  class_names: list[str], source: str, split: str, *, task: str = "classification",
                  name: str | None = None, **kw: Any) -> Dataset:
     """Build and validate the Dataset (named ``name``, else ``kind``), so every reader checks the same invariants.
@@ -115,9 +120,9 @@ def make_dataset(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np
     ds = Dataset(
         name=name or kind,
         x_train=to_tensor(x_train),
-        y_train=to_tensor(y_train.astype(target_dtype)),
+        y_train=torch.from_numpy(np.ascontiguousarray(y_train.astype(target_dtype))),
         x_test=to_tensor(x_test),
-        y_test=to_tensor(y_test.astype(target_dtype)),
+        y_test=torch.from_numpy(np.ascontiguousarray(y_test.astype(target_dtype))),
         class_names=class_names,
         extras={"source": source, "test_split": split},
         task=task,
@@ -126,7 +131,7 @@ def make_dataset(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np
     return ds.validate()
 
 
-def split_dataset(kind: str, x: np.ndarray, y: np.ndarray, class_names: list[str], source: str,
+def split_dataset(kind: str, x: np.ndarray | ImageFiles, y: np.ndarray, class_names: list[str], source: str,
                   options: ReadOptions, *, task: str = "classification") -> Dataset:
     """The Dataset of a source without a test set of its own: a seeded split of ``x, y``,
     stratified by class for classification, a plain shuffle for regression."""
@@ -137,6 +142,8 @@ def split_dataset(kind: str, x: np.ndarray, y: np.ndarray, class_names: list[str
     else:
         tr, te = stratified_split(kind, y, seed, fraction)
         split = stratified_split_text(seed, fraction)
+    if isinstance(x, ImageFiles):  # a split of the files, none decoded
+        return make_dataset(kind, x.subset(tr), y[tr], x.subset(te), y[te], class_names, source, split, task=task)
     return make_dataset(kind, x[tr], y[tr], x[te], y[te], class_names, source, split, task=task)
 
 

@@ -1,6 +1,7 @@
 """Image folders: one sub-folder per class, optionally under DIR/train and DIR/test (or DIR/val)."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -9,8 +10,11 @@ import numpy as np
 from ...errors import DataError
 from ..dataset import Dataset
 from ..images import is_image_file, load_images
+from ..streaming import ImageFiles, decoded_bytes, memory_cap_bytes
 from .base import READERS, Reader, ReadOptions
 from .common import make_dataset, need_dir, split_dataset
+
+_log = logging.getLogger(__name__)
 
 DESCRIPTION = ("folder:DIR of class sub-folders of images (DIR/<class>/<image>, all one size unless --image-size "
                "resizes them), or DIR/train and DIR/test (or DIR/val) of them")
@@ -57,6 +61,10 @@ def read_folder(kind: str, root: Path | None, options: ReadOptions) -> Dataset:
         te_files, te_labels = _list_images(kind, test_dir, classes, require_each=False)
         if not te_files:
             raise DataError(f"{kind}: {test_dir} holds no images")
+        if _streams(kind, tr_files + te_files, options):
+            return make_dataset(kind, ImageFiles.of(tr_files, options.image_size), np.array(tr_labels),
+                                ImageFiles.of(te_files, options.image_size), np.array(te_labels), classes,
+                                str(root), "from the source")
         x = load_images(tr_files + te_files, options.image_size)
         n = len(tr_files)
         return make_dataset(kind, x[:n], np.array(tr_labels), x[n:], np.array(te_labels), classes,
@@ -65,8 +73,20 @@ def read_folder(kind: str, root: Path | None, options: ReadOptions) -> Dataset:
     if not classes:
         raise DataError(f"{kind}: {root} has no class sub-folders (expected {root}/<class>/<image>)")
     files, labels = _list_images(kind, root, classes, require_each=True)
-    x, y = load_images(files, options.image_size), np.array(labels, dtype=np.int64)
-    return split_dataset(kind, x, y, classes, str(root), options)
+    y = np.array(labels, dtype=np.int64)
+    if _streams(kind, files, options):
+        return split_dataset(kind, ImageFiles.of(files, options.image_size), y, classes, str(root), options)
+    return split_dataset(kind, load_images(files, options.image_size), y, classes, str(root), options)
+
+
+def _streams(kind: str, files: list[str], options: ReadOptions) -> bool:
+    """Whether the folder is streamed from disk: its decoded images exceed the memory cap."""
+    size, cap = decoded_bytes(files, options.image_size), memory_cap_bytes(options.image_memory_gb)
+    if size <= cap:
+        return False
+    _log.info("%s: %d images take %.2f GB decoded, more than --image-memory-gb %.2f: decoded from disk batch by "
+              "batch", kind, len(files), size / 1e9, cap / 1e9)
+    return True
 
 
 READERS.register("folder", Reader(read_folder, DESCRIPTION, augment="flip,crop"), DESCRIPTION)
