@@ -13,7 +13,7 @@ import torch
 from activeloss.errors import ActiveLossError, ConfigError, DataError, PoolError
 from activeloss.project import Project
 from activeloss.project.answers import Answer, agreement, derive
-from activeloss.project.coldstart import cold_start
+from activeloss.scoring.typical import cold_start
 from activeloss.store import Store
 
 from conftest import IMAGE_CLASSES, make_images, subprocess_env

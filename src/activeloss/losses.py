@@ -17,7 +17,8 @@ def _flat_pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, 
     return pred, target.detach().to(pred.dtype)
 
 
-def ranking_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+def ranking_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 1.0,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
     """Pairwise margin ranking loss between predicted and true losses (Learning Loss).
 
     Sample i is paired with its mirror B-1-i (the batch against its flipped copy, first half
@@ -26,7 +27,9 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 1.0) 
     else ``-1`` (ties give -1, as in the public code).  The target carries no gradient.
     An odd batch leaves its last sample out [project choice].  Returns the mean over pairs;
     fewer than two samples give a zero that is still connected to ``pred``'s graph, so a
-    training step never has to special-case a tiny last batch.
+    training step never has to special-case a tiny last batch.  ``weights`` (per sample, 0 or
+    1) keep a pair only when both its items weigh 1, and the mean is over the kept pairs: the
+    shapes stay fixed, so a recorded training step holds it (guarded-loss's held-out items).
     """
     pred, target = _flat_pair(pred, target)
     n = pred.numel()
@@ -34,11 +37,17 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 1.0) 
         return pred.sum() * 0.0
     if n % 2:
         pred, target = pred[:-1], target[:-1]
+        weights = weights[:-1] if weights is not None else None
     half = pred.numel() // 2
     diff_pred = (pred - pred.flip(0))[:half]
     diff_true = (target - target.flip(0))[:half]
     sign = 2 * torch.sign(torch.clamp(diff_true, min=0)) - 1
-    return torch.clamp(margin - sign * diff_pred, min=0).mean()
+    per_pair = torch.clamp(margin - sign * diff_pred, min=0)
+    if weights is None:
+        return per_pair.mean()
+    w = weights.reshape(-1).to(per_pair.dtype)
+    kept = (w * w.flip(0))[:half]
+    return (per_pair * kept).sum() / kept.sum().clamp_min(1.0)
 
 
 def mse_loss_prediction(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

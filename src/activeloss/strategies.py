@@ -214,6 +214,15 @@ register(Strategy(
          "an option",
 ))
 register(Strategy(
+    "guarded-loss", "lossnet", "guarded-loss",
+    "ours: a module on detached features (never touches the backbone) predicts losses; picks are diverse among "
+    "the highest predicted losses once the module ranks held-out labeled items well, typical and diverse before",
+    "activeloss's own (docs/loss-diagnosis.md); builds on Learning Loss (Yoo and Kweon, CVPR 2019)",
+    defaults={"stop_gradient_epoch": 0, "module_holdout": 0.2},
+    note="activeloss's own strategy, not a paper's",
+    main_for=(),
+))
+register(Strategy(
     "coreset", "none", "coreset",
     "k-center greedy over the penultimate features, with every labeled item as a centre",
     "Sener and Savarese, Active Learning for Convolutional Neural Networks: A Core-Set Approach, ICLR 2018",

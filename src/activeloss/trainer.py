@@ -68,6 +68,7 @@ def make_optimizer(model: nn.Module, objective: Objective, cfg: TrainConfig) -> 
 def _batch_loss(
     forward: Callable[[torch.Tensor], torch.Tensor], task: Task, objective: Objective, taps: Taps | None,
     x: torch.Tensor, y: torch.Tensor, epoch: int, scale: float | None = None, extra_scale: float | None = None,
+    items: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The loss of one training batch: the mean per-sample task loss plus the objective's term.
 
@@ -80,7 +81,8 @@ def _batch_loss(
     outputs = forward(x)
     losses = task.loss(outputs, y)  # per sample, [B]: what a loss predictor learns
     loss = losses.mean()
-    extra = objective.batch_loss(Step(x, y, outputs, losses, taps.outputs if taps is not None else None, epoch))
+    extra = objective.batch_loss(Step(x, y, outputs, losses, taps.outputs if taps is not None else None, epoch,
+                                      items))
     if scale is not None:
         loss = loss * scale
     if extra is not None:
@@ -130,8 +132,9 @@ class _TrainingStep(nn.Module):
         self.extra = nn.ModuleList(extra)
         self.loss = loss
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, epoch: int, scale: float, extra_scale: float) -> torch.Tensor:
-        return self.loss(x, y, epoch, scale, extra_scale)
+    def forward(self, x: torch.Tensor, y: torch.Tensor, epoch: int, scale: float, extra_scale: float,
+                items: torch.Tensor | None = None) -> torch.Tensor:
+        return self.loss(x, y, epoch, scale, extra_scale, items)
 
 
 def _trained_with_model(model: nn.Module, objective: Objective) -> list[nn.Module]:
@@ -244,16 +247,18 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             if step is None:
                 with autocast(device):
-                    loss = _batch_loss(forward, task, objective, taps, x, y, epoch)
+                    loss = _batch_loss(forward, task, objective, taps, x, y, epoch,
+                                       items=indices[batch] if x_extra is None else None)
                 loss.backward()
             else:
                 share = distributed.batch_shard_positions(batch.numel())
                 assert share is not None
                 x, y = x[share.to(device)], y[share.to(device)]
+                items = indices[batch][share.to(device)] if x_extra is None else None
                 local, size = share.numel(), batch.numel()
                 with autocast(device):
                     loss = step(x, y, epoch, distributed.loss_scale(local, size),
-                                distributed.loss_scale(local, size, objective.batch_loss_mean))
+                                distributed.loss_scale(local, size, objective.batch_loss_mean), items)
                 loss.backward()  # DDP's all-reduces run during this backward
                 distributed.average_running_stats(trained, local, size)
             optimizer.step()
@@ -299,7 +304,8 @@ def _train_graphed(
         x = inputs.augmented_batch(indices[positions], drawn)
         optimizer.zero_grad(set_to_none=True)
         with autocast(device):
-            loss = _batch_loss(model, task, objective, taps, x, labels[positions], current["epoch"])
+            loss = _batch_loss(model, task, objective, taps, x, labels[positions], current["epoch"],
+                               items=indices[positions])
         loss.backward()
         optimizer.step()
 

@@ -41,6 +41,7 @@ class QueryContext:
     batch_size: int
     task: Task
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # calls model (compiled with --compile)
+    labels: torch.Tensor | None = None  # the labels of ``labeled`` as the pool holds them (the oracle's answers)
     _cache: dict = field(default_factory=dict)
 
     def autocast(self) -> Any:

@@ -18,18 +18,23 @@ class PredictedLossAcquisition(ScoreAcquisition):
 
     requires = "predicts_loss"
 
-    @torch.no_grad()
     def score(self, ctx: QueryContext) -> torch.Tensor:
-        names = ctx.objective.tap_names  # type: ignore[attr-defined]  # objectives that predict losses tap
-        out = []
-        with tapped(ctx.model, names) as taps:
-            for x in ctx.inputs.batches(ctx.candidates, ctx.batch_size):
-                with ctx.autocast():
-                    ctx.model(x)
-                    predicted = ctx.objective.predict_loss(taps.outputs)
-                    assert predicted is not None
-                    out.append(predicted.float())
-        return torch.cat(out)
+        return predicted_losses(ctx, ctx.candidates)
+
+
+@torch.no_grad()
+def predicted_losses(ctx: QueryContext, indices: torch.Tensor) -> torch.Tensor:
+    """The objective's predicted loss of each item of ``indices`` (float32)."""
+    names = ctx.objective.tap_names  # type: ignore[attr-defined]  # objectives that predict losses tap
+    out = []
+    with tapped(ctx.model, names) as taps:
+        for x in ctx.inputs.batches(indices, ctx.batch_size):
+            with ctx.autocast():
+                ctx.model(x)
+                predicted = ctx.objective.predict_loss(taps.outputs)
+                assert predicted is not None
+                out.append(predicted.float())
+    return torch.cat(out) if out else torch.zeros(0, device=ctx.inputs.device)
 
 
 @dataclass(frozen=True)

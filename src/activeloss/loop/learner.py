@@ -468,7 +468,8 @@ class Learner:
             for module in (model, *objective.modules().values()):
                 modes.enter_context(eval_mode(module))
             ctx = QueryContext(model, objective, self.inputs, candidates.to(self.device), self.labeled,
-                               generator(s.seed, "query", *keys), s.eval_batch_size, self.task, self._forward)
+                               generator(s.seed, "query", *keys), s.eval_batch_size, self.task, self._forward,
+                               labels=self.pool.labels[self.labeled])
             selection = self.acquisition.select(ctx, k)
         chosen = selection.indices.cpu().long()
         scores = selection.scores.cpu() if selection.scores is not None else None

@@ -42,6 +42,7 @@ class Step:
     losses: torch.Tensor  # per-sample task loss [B], still attached to the graph
     taps: list[torch.Tensor] | None
     epoch: int
+    items: torch.Tensor | None = None  # the batch's pool indices (None for items an objective added)
 
 
 @dataclass

@@ -23,6 +23,9 @@ class LossNetOptions:
                                      above=0, percent_of="lr")
     lossnet_decay: bool = option(True, "apply the learning-rate milestones to the loss-prediction module too "
                                  "(LPLgrad's code: no)")
+    module_holdout: float = option(0.0, "share of the labeled items the loss-prediction module never learns from "
+                                   "(the backbone does), so its ranking can be checked on them (guarded-loss: 0.2)",
+                                   at_least=0, below=1)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,12 @@ class LossPredictionObjective(Objective):
     def param_groups(self) -> list[ParamGroup]:
         return [ParamGroup(list(self.lossnet.parameters()), float(self.options.lossnet_lr), self.options.lossnet_decay)]
 
+    def held_out(self, items: torch.Tensor) -> torch.Tensor:
+        """Whether each pool item is one the module never learns from (``module_holdout``): a
+        fixed hash of the item's index, so an item stays held out (or not) in every cycle."""
+        mixed = (items.long() * 2654435761 + 12345) % 1_000_003
+        return mixed < round(float(self.options.module_holdout) * 1_000_003)
+
     def features(self, step: Step) -> list[torch.Tensor]:
         assert step.taps is not None, "the trainer records the taps of an objective that needs them"
         if step.epoch >= self.stop_gradient_epoch:
@@ -98,7 +107,10 @@ class LossPredictionObjective(Objective):
         return epoch >= self.stop_gradient_epoch  # all the batch loss takes from the epoch
 
     def module_loss(self, predicted: torch.Tensor, step: Step) -> torch.Tensor:
-        return ranking_loss(predicted, step.losses, margin=self.margin)
+        weights = None
+        if self.options.module_holdout > 0 and step.items is not None:
+            weights = ~self.held_out(step.items)
+        return ranking_loss(predicted, step.losses, margin=self.margin, weights=weights)
 
     def batch_loss(self, step: Step) -> torch.Tensor:
         predicted = self.lossnet(self.features(step))

@@ -30,11 +30,11 @@ from ..data import Dataset
 from ..errors import ConfigError, DataError, PoolError
 from ..loop.learner import Learner
 from ..models.modes import eval_mode
+from ..scoring.typical import cold_start
 from ..store import Store
 from ..strategies import get_strategy
 from . import sources
 from .answers import Answer, Derived, Kind, agreement, derive, latest_in_force
-from .coldstart import cold_start
 from .records import Records
 
 #: the learner's run in a project's store

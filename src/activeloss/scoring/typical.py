@@ -1,4 +1,5 @@
-"""The first batch of a project with no labels and no model: typical and diverse items.
+"""Typical and diverse items without a model: the first batch of a labeling project, and the
+cold start of the guarded-loss strategy.
 
 No model means no uncertainty and no predicted loss, and a random first batch can miss whole
 regions of the data or spend labels on outliers.  So the inputs (normalised, images pooled to
