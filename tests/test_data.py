@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from activeloss.data import READERS, Dataset, load_dataset
+from activeloss.data import READERS, Dataset, Inputs, load_dataset
 from activeloss.data import images as images_mod
 from activeloss.errors import ActiveLossError, ConfigError, DataError
 
@@ -470,3 +470,16 @@ def test_cli_runs_a_folder_of_mixed_sizes_with_image_size(tmp_path, capsys):
     assert "--image-size" in capsys.readouterr().err
     assert main([*args, "--image-size", "8", "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "results.csv").is_file()
+
+
+def test_input_statistics_are_computed_once_and_travel_with_the_dataset(tiny_dataset):
+    import pickle
+
+    mean, std = tiny_dataset.input_statistics()
+    xf = tiny_dataset.x_train.float() / 255.0
+    assert torch.equal(mean, xf.mean(dim=(0, 2, 3))) and torch.equal(std, xf.std(dim=(0, 2, 3)).clamp_min(1e-6))
+    copy = pickle.loads(pickle.dumps(tiny_dataset))  # what a worker process receives
+    copy.x_train = copy.x_train.flip(0) * 0  # a second pass would see these: the kept statistics are used
+    assert torch.equal(copy.input_statistics()[0], mean)
+    inputs = Inputs.from_dataset(copy, torch.device("cpu"), (), 0)
+    assert torch.equal(inputs.mean.flatten(), mean) and torch.equal(inputs.std.flatten(), std)

@@ -10,7 +10,10 @@ import torch
 
 from ..errors import DataError
 from ..tasks import TASKS, make_task
-from .streaming import Images
+from .streaming import ImageFiles, Images
+
+#: images a streamed folder's normalisation statistics are estimated from (seeded sample)
+STATS_SAMPLE = 10_000
 
 
 @dataclass
@@ -35,6 +38,8 @@ class Dataset:
     extras: dict = field(default_factory=dict)
     #: the registered task the targets are for (``activeloss.tasks.TASKS``)
     task: str = "classification"
+    #: the training inputs' normalisation statistics once computed (:meth:`input_statistics`)
+    _statistics: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -52,6 +57,26 @@ class Dataset:
     def size(self) -> int:
         """Number of training items (the pool)."""
         return int(self.x_train.shape[0])
+
+    def input_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std of the training inputs: per channel of images scaled to [0, 1] (a
+        streamed folder's from a seeded sample), per feature of rows (a constant feature's std
+        is 1).  Computed once and kept, also in the copies sent to worker processes: the parent
+        computes them before it starts its workers, and no worker repeats the pass."""
+        if self._statistics is None:
+            x = self.x_train
+            if isinstance(x, ImageFiles):  # too large to hold: the statistics of a seeded sample
+                mean, std = x.channel_stats(STATS_SAMPLE, seed=0)
+                std = std.clamp_min(1e-6)
+            elif self.is_image:
+                xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+                mean = xf.mean(dim=(0, 2, 3))
+                std = xf.std(dim=(0, 2, 3)).clamp_min(1e-6)
+            else:
+                mean, std = x.mean(dim=0), x.std(dim=0)
+                std = torch.where(std > 1e-8, std, torch.ones_like(std))
+            self._statistics = (mean, std)
+        return self._statistics
 
     def validate(self) -> Dataset:
         """Check shapes, dtypes and targets; raise :class:`DataError` naming the problem."""

@@ -8,10 +8,7 @@ import torch
 
 from . import augment as augmentation
 from .dataset import Dataset
-from .streaming import ImageFiles, Images
-
-#: images a streamed folder's normalisation statistics are estimated from (seeded sample)
-STATS_SAMPLE = 10_000
+from .streaming import Images
 
 
 @dataclass
@@ -42,19 +39,9 @@ class Inputs:
     def from_dataset(cls, data: Dataset, device: torch.device, augment_ops: tuple[str, ...], pad: int,
                      memory_format: torch.memory_format = torch.contiguous_format) -> Inputs:
         x = data.x_train
-        if isinstance(x, ImageFiles):  # too large to hold: the statistics of a seeded sample
-            mean, std = x.channel_stats(STATS_SAMPLE, seed=0)
-            std = std.clamp_min(1e-6)
-            shape: tuple[int, ...] = (1, -1, 1, 1)
-        elif data.is_image:
-            xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-            mean = xf.mean(dim=(0, 2, 3))
-            std = xf.std(dim=(0, 2, 3)).clamp_min(1e-6)
-            shape = (1, -1, 1, 1)
-        else:
-            mean, std = x.mean(dim=0), x.std(dim=0)
-            std = torch.where(std > 1e-8, std, torch.ones_like(std))
-            shape = (1, -1)
+        mean, std = data.input_statistics()
+        shape: tuple[int, ...] = (1, -1, 1, 1) if data.is_image else (1, -1)
+        if not data.is_image:
             augment_ops = ()
         return cls(
             x_train=x.to(device),

@@ -149,6 +149,7 @@ def run_parallel(driver: Driver, store: Store, units: list[tuple[Run, int]], wor
         store.run_id(run.name, trial, run.record())
     index = {id(run): i for i, run in enumerate(driver.plan.runs)}
     todo = list(units)
+    driver.plan.data.input_statistics()  # computed once here and sent with the data, not once per worker
     pool = _Workers(driver, workers)
     try:
         for w in range(len(pool.procs)):
