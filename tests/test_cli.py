@@ -255,7 +255,7 @@ def test_every_registered_strategy_runs_from_the_cli(tmp_path, capsys):
     rows = results_rows(out)
     assert sorted({r["strategy"] for r in rows}) == names
     assert all(len([r for r in rows if r["strategy"] == n]) == 2 for n in names)
-    predictors = {"llal", "llal-mse", "lplgrad", "dnal"}
+    predictors = {"llal", "llal-mse", "lplgrad", "dnal", "guarded-loss"}
     for r in rows:
         assert (r["ranking_accuracy"] != "") == (r["strategy"] in predictors), r
     assert (out / "loss_prediction.png").stat().st_size > 10_000

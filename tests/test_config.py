@@ -151,7 +151,8 @@ def test_per_strategy_tables_reach_each_run(tmp_path, capsys):
     # the command line's --lr beats the file's tables; llal's own --epochs moves its milestones and stop-gradient
     assert (doc["lr"], doc["batch_size"]) == (0.1, 32)
     assert doc["per_strategy"]["llal"] == {"epochs": 4, "milestones": [3], "loss_weight": 1.0, "lossnet_decay": True,
-                                           "lossnet_lr": 0.1, "margin": 1.0, "stop_gradient_epoch": 2}
+                                           "lossnet_lr": 0.1, "margin": 1.0, "module_holdout": 0.0,
+                                           "stop_gradient_epoch": 2}
     assert doc["per_strategy"]["lplgrad"]["lossnet_decay"] is False and doc["per_strategy"]["random"]["epochs"] == 6
     (tmp_path / "again.toml").write_text(text)  # the output is itself a config file for the same run
     assert main(["run", "--config", str(tmp_path / "again.toml"), "--dry-run"]) == 0
