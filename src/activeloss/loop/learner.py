@@ -95,7 +95,7 @@ class Learner:
             given = given.merged({"dataset": data})
             data = load_dataset(data, seed=given.seed, test_fraction=given.test_fraction, split=given.split,
                                 target=given.target, task=None if given.task == "auto" else given.task,
-                                crop_size=given.crop_size)
+                                crop_size=given.crop_size, image_size=given.image_size)
         elif isinstance(data, tuple):
             if len(data) != 4:
                 raise ConfigError("data as a tuple must be (x_train, y_train, x_test, y_test)")
@@ -262,7 +262,7 @@ class Learner:
             model = self._factory()
         else:
             model = models.build(s.model or "", self.task.output_size(self.data), self.data.input_shape,
-                                 task=s.task, stacks=s.stacks)
+                                 task=s.task, stacks=s.stacks, backbone_weights=s.backbone_weights)
         model = distributed.sync_batchnorm(model.to(self.device), s.sync_bn, self.device)
         # converts the 4-d (conv) weights only: nothing changes for a model without convolutions
         fmt = performance.memory_format(s.channels_last, self.device, self.data.is_image)

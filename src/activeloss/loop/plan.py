@@ -91,9 +91,9 @@ def resolve_run(settings: Settings, strategy: Strategy, data: Dataset, reader: R
     check_values(s)
     strategy.check(task_type(s.task))
     if parse_augment(s.augment or "none") and not task_type(s.task).input_augment:
+        own = {"detection": "--detection-augment"}.get(s.task, "--pose-rotate, --pose-scale, --pose-flip")
         raise ConfigError(f"--augment {s.augment} would move the images under their {s.task} targets; the {s.task} "
-                          "task augments whole batches itself (--pose-rotate, --pose-scale, --pose-flip): use "
-                          "--augment none")
+                          f"task augments whole batches itself ({own}): use --augment none")
     objective_options, acquisition_options, options = strategy.options(s)
     return Run(strategy, s, objective_options, acquisition_options, options)
 
@@ -147,7 +147,8 @@ def plan(settings: Settings) -> Plan:
     reader = reader_of(settings.dataset)
     data = load_dataset(settings.dataset, seed=settings.seed, test_fraction=settings.test_fraction,
                         split=settings.split, target=settings.target,
-                        task=None if settings.task == "auto" else settings.task, crop_size=settings.crop_size)
+                        task=None if settings.task == "auto" else settings.task, crop_size=settings.crop_size,
+                        image_size=settings.image_size)
     task_of(settings, data)
     names = settings.strategies or main_comparison(data.task)
     if len(set(names)) != len(names):
@@ -171,6 +172,7 @@ def plan(settings: Settings) -> Plan:
                                       f"hold {held} training items, fewer than --initial {s.initial}")
         outputs = make_task(s.task).output_size(data)
         # fails early on a bad pairing
-        models.build(s.model or "", outputs, data.input_shape, task=s.task, stacks=s.stacks)
+        models.build(s.model or "", outputs, data.input_shape, task=s.task, stacks=s.stacks,
+                     backbone_weights=None)  # the weights file is read when the learner builds the model
         runs.append(run)
     return Plan(settings, data, runs, device)

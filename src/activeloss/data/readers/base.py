@@ -21,6 +21,7 @@ class ReadOptions:
     target: str | None = None  # the target column of a table (csv); None: the reader's default
     task: str | None = None  # classification or regression; None: the reader decides
     crop_size: int | None = None  # pose readers: side of the square person crops; None: the reader's default
+    image_size: int | None = None  # detection readers: side of the square inputs; None: the reader's default
 
 
 @dataclass(frozen=True)
@@ -54,16 +55,17 @@ def reader_of(spec: str) -> Reader:
 
 
 def load_dataset(spec: str, seed: int = 0, test_fraction: float = 0.2, *, split: int = 0,
-                 target: str | None = None, task: str | None = None, crop_size: int | None = None) -> Dataset:
+                 target: str | None = None, task: str | None = None, crop_size: int | None = None,
+                 image_size: int | None = None) -> Dataset:
     """Read the dataset named by ``spec`` (``digits`` or ``KIND:PATH``); see :class:`ReadOptions`."""
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"the test fraction must lie strictly between 0 and 1, got {test_fraction}")
     kind, path = parse_spec(spec)
     reader = reader_of(spec)
-    options = ReadOptions(seed, test_fraction, split, target, task, crop_size)
+    options = ReadOptions(seed, test_fraction, split, target, task, crop_size, image_size)
     if not reader.needs_path:
         if path:
-            where = "made in memory" if kind == "synthetic-pose" else "bundled with scikit-learn"
+            where = "made in memory" if kind.startswith("synthetic-") else "bundled with scikit-learn"
             raise DataError(f"the {kind} dataset is {where} and takes no path: use '{kind}'")
         return reader.read(kind, None, options)
     if not path:
