@@ -359,3 +359,76 @@ def test_flip_alone_mirrors_the_boxes():
     assert 0 < int(flipped.sum()) < 8
     assert torch.equal(boxes[flipped, 0], torch.tensor([0.0, 16, 2, 19, 5, 1]).expand(int(flipped.sum()), 6))
     assert torch.equal(boxes[~flipped], targets[~flipped]) and torch.allclose(moved[~flipped], x[~flipped], atol=1e-5)
+
+
+# -- readers -----------------------------------------------------------------------------------
+
+def _xml(filename: str, objects: list[tuple[str, tuple[int, int, int, int], int]]) -> str:
+    body = "".join(f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+                   f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for n, b, d in objects)
+    return f"<annotation><filename>{filename}</filename>{body}</annotation>"
+
+
+def _voc_root(root, ids: dict[str, list], splits: dict[str, list[str]], size=(80, 40)):
+    from PIL import Image
+
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    for i, objects in ids.items():
+        Image.new("RGB", size, (120, 30, 200)).save(root / "JPEGImages" / f"{i}.jpg")
+        (root / "Annotations" / f"{i}.xml").write_text(_xml(f"{i}.jpg", objects))
+    for name, members in splits.items():
+        (root / "ImageSets" / "Main" / f"{name}.txt").write_text("\n".join(members) + "\n")
+    return root
+
+
+def test_voc_reader_combines_07_and_12_and_scales_boxes(tmp_path, caplog):
+    from activeloss.data import load_dataset
+
+    voc07 = _voc_root(tmp_path / "VOC2007", {
+        "000001": [("dog", (41, 1, 80, 20), 0), ("person", (1, 1, 10, 40), 1)],
+        "000002": [("cat", (11, 11, 20, 20), 0), ("cat", (30, 10, 29, 20), 0)],  # no width: xmax below xmin
+        "000003": [("dog", (5, 5, 15, 15), 0), ("dog", (90, 5, 99, 15), 0)],  # one outside the image
+    }, {"trainval": ["000001", "000002"], "test": ["000003"]})
+    voc12 = _voc_root(tmp_path / "VOC2012", {"2008_000001": [("bus", (1, 1, 80, 40), 0)]},
+                      {"trainval": ["2008_000001"]})
+    with caplog.at_level("WARNING"):
+        data = load_dataset(f"voc:{voc07}+{voc12}", image_size=40)
+    assert "dropped 2 zero-area or out-of-image boxes" in caplog.text
+    assert data.task == "detection" and data.num_classes == 20 and data.input_shape == (3, 40, 40)
+    assert data.size == 3 and data.x_test.shape[0] == 1 and data.y_train.shape[1:] == (2, 6)
+    dog, person, bus = (data.class_names.index(n) for n in ("dog", "person", "bus"))
+    # VOC's 1-based box (41, 1, 80, 20) on 80x40 -> (40, 0, 80, 20) -> x scaled by 1/2
+    assert data.y_train[0].tolist() == [[dog, 20.0, 0.0, 40.0, 20.0, 0.0], [person, 0.0, 0.0, 5.0, 40.0, 1.0]]
+    assert data.y_train[1, 1, 0] == -1  # the zero-width cat is gone
+    assert data.y_train[2, 0].tolist() == [bus, 0.0, 0.0, 40.0, 40.0, 0.0]
+    assert data.y_test[0, 0, 0] == dog and data.y_test[0, 1, 0] == -1
+    assert bool((data.x_train[0, 0] > 100).all())  # the resized image itself
+
+
+def test_flat_folder_reader_splits_by_seed_and_names_missing_or_corrupt_files(tmp_path):
+    from PIL import Image
+
+    from activeloss.data import load_dataset
+    from activeloss.errors import DataError
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations").mkdir()
+    for i in range(10):
+        Image.new("RGB", (50, 30)).save(tmp_path / "images" / f"r-{i}.jpg")
+        (tmp_path / "annotations" / f"r-{i}.xml").write_text(_xml(f"r-{i}.jpg", [("raccoon", (11, 6, 30, 25), 0)]))
+    data = load_dataset(f"voc:{tmp_path}", image_size=32, test_fraction=0.3, seed=1)
+    assert data.class_names == ["raccoon"] and data.size == 7 and data.x_test.shape[0] == 3
+    assert torch.allclose(data.y_train[0, 0], torch.tensor([0.0, 10 * 32 / 50, 5 * 32 / 30, 30 * 32 / 50, 25 * 32 / 30,
+                                                            0.0]))
+    (tmp_path / "images" / "r-3.jpg").unlink()
+    with pytest.raises(DataError, match=r"image .*r-3.jpg is missing") as err:
+        load_dataset(f"voc:{tmp_path}", image_size=32)
+    assert "\n" not in str(err.value)
+    Image.new("RGB", (50, 30)).save(tmp_path / "images" / "r-3.jpg")
+    (tmp_path / "annotations" / "r-4.xml").write_text("<annotation><object>")
+    with pytest.raises(DataError, match=r"cannot parse .*r-4.xml as XML"):
+        load_dataset(f"voc:{tmp_path}", image_size=32)
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(f"voc:{tmp_path}+{tmp_path / 'nowhere'}")

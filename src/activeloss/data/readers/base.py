@@ -71,8 +71,11 @@ def load_dataset(spec: str, seed: int = 0, test_fraction: float = 0.2, *, split:
     if not path:
         raise DataError(f"a dataset spec needs a path: {kind}:PATH")
     root = Path(path).expanduser()
-    if not root.exists():
-        raise DataError(f"{kind}: {root} does not exist")
+    # several roots joined with "+" (voc:VOC2007+VOC2012): each must exist
+    parts = [Path(p).expanduser() for p in path.split("+") if p] if "+" in path and not root.exists() else [root]
+    missing = next((p for p in parts if not p.exists()), None)
+    if missing is not None:
+        raise DataError(f"{kind}: {missing} does not exist")
     try:
         return reader.read(kind, root, options)
     except OSError as e:  # e.g. a permission denied while listing or reading: still the user's to fix
