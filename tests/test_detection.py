@@ -432,3 +432,64 @@ def test_flat_folder_reader_splits_by_seed_and_names_missing_or_corrupt_files(tm
         load_dataset(f"voc:{tmp_path}", image_size=32)
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(f"voc:{tmp_path}+{tmp_path / 'nowhere'}")
+
+
+# -- strategies and runs --------------------------------------------------------------------------
+
+SMALL = dict(image_size=32, epochs=1, batch_size=16, eval_batch_size=128, threads=1)
+
+
+@pytest.mark.parametrize("name", ["margin", "least-confidence", "bald", "badge", "lplgrad", "mc-variance",
+                                  "none+gradnorm", "sraal", "bgadl"])
+def test_strategies_without_a_detection_signal_refuse_in_one_line(name):
+    from activeloss import Learner
+    from activeloss.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        Learner("ssd-small", "synthetic-shapes", name, **SMALL)
+    assert "\n" not in str(err.value) and "detection" in str(err.value)
+
+
+def test_detection_refuses_image_flips_and_classification_models():
+    from activeloss import Learner
+    from activeloss.config import Settings
+    from activeloss.errors import ConfigError
+    from activeloss.loop.plan import plan
+
+    with pytest.raises(ConfigError, match="would move the images under their detection targets.*--detection-augment"):
+        Learner("ssd-small", "synthetic-shapes", "random", augment="flip", **SMALL)
+    with pytest.raises(ConfigError, match="does not predict what the detection task needs; use ssd300, ssd-small"):
+        plan(Settings.from_dict({"dataset": "synthetic-shapes", "model": "resnet18", "image_size": 32}))
+    with pytest.raises(ConfigError, match="--task detection: digits holds classification targets"):
+        plan(Settings.from_dict({"dataset": "digits", "task": "detection"}))
+
+
+def test_learner_runs_llal_with_ssd_taps_and_keeps_entropies():
+    from activeloss import Learner
+
+    learner = Learner(None, "synthetic-shapes", "llal", **SMALL)
+    assert learner.settings.model == "ssd-small" and learner.settings.detection_augment == "light"
+    learner.teach(torch.arange(40), learner.data.y_train[:40])
+    learner.fit()
+    assert tuple(learner.taps.names) == ("conv4", "conv7", "conv8", "conv9")
+    metrics = learner.evaluate(keep_losses=True)
+    assert 0 <= metrics["map"] <= 1 and "ranking_accuracy" in metrics
+    batch = learner.query(10)
+    assert len(batch) == 10 and batch.scores is not None and bool((batch.scores[:-1] >= batch.scores[1:]).all())
+
+
+def test_cli_runs_the_papers_comparison_and_dnal_on_the_synthetic_set(tmp_path):
+    from activeloss.cli import main
+
+    from conftest import results_rows
+
+    out = tmp_path / "run"
+    code = main(["run", "--dataset", "synthetic-shapes", "--task", "detection", "--image-size", "32", "--cycles", "2",
+                 "--initial", "30", "--budget", "10", "--epochs", "1", "--trials", "1", "--batch-size", "16",
+                 "--eval-batch-size", "128", "--diagnostics", "none", "--strategies",
+                 "random,entropy,coreset,llal,dnal", "--out", str(out), "--quiet"])
+    assert code == 0
+    rows = results_rows(out)
+    assert {r["strategy"] for r in rows} == {"random", "entropy", "coreset", "llal", "dnal"}
+    assert all(0 <= float(r["map"]) <= 1 for r in rows)
+    assert (out / "curves.png").is_file() and (out / "loss_prediction.png").is_file()

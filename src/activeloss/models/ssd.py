@@ -234,7 +234,7 @@ def default_boxes_of(name: str | None, input_shape: tuple[int, ...]) -> torch.Te
     if build is None or len(input_shape) != 3:
         return None
     with torch.device("meta"):
-        model = build(2, input_shape[0])
+        model = build(2, input_shape[0]).eval()  # BatchNorm in train mode refuses one item on a 1x1 map
     sizes = model.map_sizes(tuple(input_shape))
     spec = model.prior_spec
     return default_boxes(sizes, (input_shape[1], input_shape[2]), spec.min_sizes, spec.max_sizes, spec.ratios)
