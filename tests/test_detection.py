@@ -493,3 +493,32 @@ def test_cli_runs_the_papers_comparison_and_dnal_on_the_synthetic_set(tmp_path):
     assert {r["strategy"] for r in rows} == {"random", "entropy", "coreset", "llal", "dnal"}
     assert all(0 <= float(r["map"]) <= 1 for r in rows)
     assert (out / "curves.png").is_file() and (out / "loss_prediction.png").is_file()
+
+
+# -- presets ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset, strategies, reinit, stop_gradient", [
+    ("llal-voc", ["llal", "entropy", "coreset", "random"], False, 180),
+    ("dnal-voc", ["dnal", "llal", "entropy", "coreset"], True, 240),
+])
+def test_voc_presets_resolve_to_the_papers_protocol(preset, strategies, reinit, stop_gradient):
+    from activeloss.config import Settings
+    from activeloss.data import Dataset
+    from activeloss.data.readers import reader_of
+    from activeloss.loop.plan import resolve_run
+    from activeloss.strategies import get_strategy
+
+    boxes = box_targets([[(0, 1.0, 1.0, 20.0, 20.0, 0)]] * 40)
+    x = torch.zeros(40, 3, 300, 300, dtype=torch.uint8)
+    stand_in = Dataset("voc", x[:30], boxes[:30], x[30:], boxes[30:], ["dog"], task="detection").validate()
+    s = Settings.from_dict({"preset": preset, "dataset": "voc:/x"})
+    assert s.strategies == strategies
+    for name in strategies:
+        run = resolve_run(s, get_strategy(name), stand_in, reader_of("voc:/x"))
+        got = run.settings
+        assert (got.model, got.initial, got.budget, got.cycles, got.subset, got.epochs, got.batch_size, got.lr,
+                got.milestones, got.reinit, got.trials, got.detection_augment, got.detection_ap, got.image_size) == \
+            ("ssd300", 1000, 1000, 10, 0, 300, 32, 1e-3, [240], reinit, 3, "ssd", "voc07", 300)
+        if name in ("llal", "dnal"):
+            assert (run.options["loss_weight"], run.options["lossnet_lr"], run.options["stop_gradient_epoch"]) == \
+                (1.0, 1e-3, stop_gradient)
