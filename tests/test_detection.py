@@ -522,3 +522,11 @@ def test_voc_presets_resolve_to_the_papers_protocol(preset, strategies, reinit, 
         if name in ("llal", "dnal"):
             assert (run.options["loss_weight"], run.options["lossnet_lr"], run.options["stop_gradient_epoch"]) == \
                 (1.0, 1e-3, stop_gradient)
+
+
+def test_dnal_trains_its_module_with_huber_on_detection():
+    from activeloss import Learner
+
+    learner = Learner("ssd-small", "synthetic-shapes", "dnal", **SMALL)
+    assert learner.run.options["module_loss"] == "huber"
+    assert Learner("ssd-small", "synthetic-shapes", "dnal", module_loss="mse", **SMALL).run.options["module_loss"] == "mse"

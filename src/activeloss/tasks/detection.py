@@ -62,6 +62,10 @@ class DetectionTask(Task):
                                   "ignored; 11-point interpolation unless --detection-ap all-point)"),)
     offers = frozenset({ENTROPY})
     input_augment = False
+    #: DNAL's module learns the lagged target network's loss, which on detection runs to 10-20 early
+    #: in training (its BatchNorm statistics lag): with MSE the module's gradient through the taps
+    #: sends the detector to NaN within a few epochs (raccoon, lr 0.01-0.05); Huber keeps it stable
+    option_defaults = {"double-branch": {"module_loss": "huber"}}
 
     def __init__(self, num_classes: int | None = None, priors: torch.Tensor | None = None,
                  image_size: tuple[int, int] | None = None, max_boxes: int | None = None, use_07: bool = True,
