@@ -87,7 +87,7 @@ def save_image(path: Path, size: tuple[int, int] = (6, 5), mode: str = "RGB", va
 
 def test_readers_lists_every_kind_with_a_description():
     assert set(READERS) == {"digits", "mnist", "cifar10", "cifar100", "svhn", "folder", "npz", "csv", "uci", "diabetes",
-                            "synthetic-pose", "coco-keypoints", "mpii", "dlc"}
+                            "synthetic-pose", "coco-keypoints", "mpii", "dlc", "synthetic-shapes", "voc"}
     assert all(isinstance(READERS.description(k), str) and READERS.description(k) for k in READERS)
     assert all(isinstance(r.description, str) and r.description for _, r in READERS.items())
 

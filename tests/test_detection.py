@@ -221,6 +221,71 @@ def test_ap_on_hand_computed_cases():
     assert average_precision(torch.zeros(0), torch.zeros(0)) == 0.0
 
 
+def _devkit_ap(dets: torch.Tensor, truths: torch.Tensor, c: int, use_07: bool) -> float:
+    """The VOC devkit's voc_eval for class ``c``, as its loop does it (no "+1": continuous boxes)."""
+    records = {}
+    positives = 0
+    for i in range(truths.shape[0]):
+        rows = truths[i][truths[i, :, 0] == c]
+        records[i] = (rows[:, 1:5], rows[:, 5] > 0, [False] * rows.shape[0])
+        positives += int((rows[:, 5] == 0).sum())
+    found = [(float(d[1]), i, d[2:6]) for i in range(dets.shape[0]) for d in dets[i] if int(d[0]) == c]
+    found.sort(key=lambda f: -f[0])
+    tp, fp = [], []
+    for _, i, box in found:
+        boxes, difficult, taken = records[i]
+        best, j = -math.inf, -1
+        if boxes.shape[0]:
+            overlaps = iou(box[None], boxes)[0]
+            best, j = float(overlaps.max()), int(overlaps.argmax())
+        if best > 0.5:
+            if difficult[j]:
+                tp.append(0.0), fp.append(0.0)
+            elif not taken[j]:
+                taken[j] = True
+                tp.append(1.0), fp.append(0.0)
+            else:
+                tp.append(0.0), fp.append(1.0)
+        else:
+            tp.append(0.0), fp.append(1.0)
+    tps, fps = torch.tensor(tp, dtype=torch.float64).cumsum(0), torch.tensor(fp, dtype=torch.float64).cumsum(0)
+    recall = tps / positives
+    precision = tps / torch.clamp(tps + fps, min=1e-12)
+    if use_07:
+        return sum(float(precision[recall >= t].max()) if bool((recall >= t).any()) else 0.0
+                   for t in torch.linspace(0, 1, 11).double().tolist()) / 11
+    r = [0.0, *recall.tolist(), 1.0]
+    p = [0.0, *precision.tolist(), 0.0]
+    for k in range(len(p) - 2, -1, -1):
+        p[k] = max(p[k], p[k + 1])
+    return sum((r[k + 1] - r[k]) * p[k + 1] for k in range(len(r) - 1) if r[k + 1] != r[k])
+
+
+@pytest.mark.parametrize("use_07", [True, False])
+def test_map_equals_the_devkit_loop_on_random_detections(use_07):
+    g = torch.Generator().manual_seed(8)
+    n, k, t = 12, 5, 20
+    truths = torch.full((n, k, 6), -1.0)
+    count = torch.randint(0, k + 1, (n,), generator=g)
+    for i in range(n):  # a few objects per image, some difficult
+        truths[i, : count[i], 0] = torch.randint(0, 3, (int(count[i]),), generator=g).float()
+        truths[i, : count[i], 1:5] = _boxes(int(count[i]), g, side=50)
+        truths[i, : count[i], 5] = (torch.rand(int(count[i]), generator=g) < 0.2).float()
+    dets = torch.full((n, t, 6), -1.0)
+    for i in range(n):  # jittered copies of the objects (some duplicated) and noise boxes
+        m = int(torch.randint(0, t + 1, (1,), generator=g))
+        src = truths[i, torch.randint(0, max(int(count[i]), 1), (m,), generator=g)]
+        jitter = torch.randn(m, 4, generator=g) * 0.8
+        noise = torch.rand(m, generator=g) < 0.3
+        boxes = torch.where(noise[:, None], _boxes(m, g, side=50), src[:, 1:5] + jitter)
+        boxes = torch.cat([boxes[:, :2], torch.maximum(boxes[:, 2:], boxes[:, :2] + 1)], dim=1)
+        cls = torch.where(noise | (src[:, 0] < 0), torch.randint(0, 3, (m,), generator=g).float(), src[:, 0])
+        dets[i, :m] = torch.cat([cls[:, None], torch.rand(m, 1, generator=g), boxes], dim=1)
+    _, aps = voc_map(dets, truths, 3, use_07=use_07)
+    for c in range(3):
+        assert aps[c] == pytest.approx(_devkit_ap(dets, truths, c, use_07), abs=1e-9)
+
+
 def test_perfect_detections_through_the_task_give_map_one():
     priors = torch.tensor([[15.0, 15, 10, 10], [45, 45, 10, 10], [45, 15, 10, 10]])
     task = DetectionTask(num_classes=2, priors=priors, image_size=(60, 60))
