@@ -595,3 +595,16 @@ def test_dnal_trains_its_module_with_huber_on_detection():
     learner = Learner("ssd-small", "synthetic-shapes", "dnal", **SMALL)
     assert learner.run.options["module_loss"] == "huber"
     assert Learner("ssd-small", "synthetic-shapes", "dnal", module_loss="mse", **SMALL).run.options["module_loss"] == "mse"
+
+
+def test_a_learner_reopened_from_its_store_has_the_same_box_labels(tmp_path):
+    from activeloss import Learner
+
+    first = Learner("ssd-small", "synthetic-shapes", "llal", store=tmp_path, **SMALL)
+    first.teach(torch.arange(20), first.data.y_train[:20])
+    first.teach([20, 21], [[{"class": 1, "box": [1.5, 2.0, 10.0, 12.25], "difficult": 0}], []])  # a person's answer
+    first.fit()
+    again = Learner("ssd-small", "synthetic-shapes", "llal", store=tmp_path, **SMALL)
+    assert again.num_labeled == 22 and again.cycle == 0
+    assert torch.equal(torch.nan_to_num(again.pool.labels, 7.0), torch.nan_to_num(first.pool.labels, 7.0))
+    assert again.pool.labels[20, 0].tolist() == [1.0, 1.5, 2.0, 10.0, 12.25, 0.0] and again.pool.labels[21, 0, 0] == -1
