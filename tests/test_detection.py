@@ -608,3 +608,17 @@ def test_a_learner_reopened_from_its_store_has_the_same_box_labels(tmp_path):
     assert again.num_labeled == 22 and again.cycle == 0
     assert torch.equal(torch.nan_to_num(again.pool.labels, 7.0), torch.nan_to_num(first.pool.labels, 7.0))
     assert again.pool.labels[20, 0].tolist() == [1.0, 1.5, 2.0, 10.0, 12.25, 0.0] and again.pool.labels[21, 0, 0] == -1
+
+
+def test_backbone_weights_are_checked_before_a_run(tmp_path):
+    from activeloss import Learner
+    from activeloss.data import Dataset
+    from activeloss.errors import ConfigError
+
+    boxes = box_targets([[(0, 1.0, 1.0, 20.0, 20.0, 0)]] * 8)
+    x = torch.zeros(8, 3, 64, 64, dtype=torch.uint8)
+    data = Dataset("tiny", x[:6], boxes[:6], x[6:], boxes[6:], ["dog"], task="detection").validate()
+    with pytest.raises(ConfigError, match="--backbone-weights: no file"):
+        Learner("ssd300", data, "random", backbone_weights=str(tmp_path / "vgg.pth"), epochs=1)
+    with pytest.raises(ConfigError, match="the model ssd-small takes none"):
+        Learner("ssd-small", data, "random", backbone_weights=str(tmp_path / "vgg.pth"), epochs=1)
