@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/bench_protocol.py --n 50000 --test 1000 --cycles 2 --epochs 2 --initial 256 --budget 256 \
 		--subset 1024 --batch-size 128 --threads 2 --model resnet18 --strategy llal
 	$(BIN)/python bench/bench_throughput.py
+	$(BIN)/python bench/bench_detection.py
 
 clean:
 	rm -rf $(VENV) results build src/*.egg-info .pytest_cache

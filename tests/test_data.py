@@ -87,7 +87,7 @@ def save_image(path: Path, size: tuple[int, int] = (6, 5), mode: str = "RGB", va
 
 def test_readers_lists_every_kind_with_a_description():
     assert set(READERS) == {"digits", "mnist", "cifar10", "cifar100", "svhn", "folder", "npz", "csv", "uci", "diabetes",
-                            "synthetic-pose", "coco-keypoints", "mpii", "dlc"}
+                            "synthetic-pose", "coco-keypoints", "mpii", "dlc", "synthetic-shapes", "voc"}
     assert all(isinstance(READERS.description(k), str) and READERS.description(k) for k in READERS)
     assert all(isinstance(r.description, str) and r.description for _, r in READERS.items())
 
@@ -316,7 +316,7 @@ def test_folder_image_size_resizes_mixed_sizes_on_load(tmp_path, monkeypatch):
     small = load_dataset(f"folder:{tmp_path}", test_fraction=0.5, image_size=8)  # another size, another cache entry
     assert torch.cat([small.x_train, small.x_test]).shape[2:] == (8, 8)
     assert len(list(cache.glob("*.npy"))) == 2
-    with pytest.raises(ConfigError, match="--image-size resizes the images of folder data"):
+    with pytest.raises(ConfigError, match="--image-size resizes the images of folder, voc, synthetic-shapes data"):
         load_dataset("digits", image_size=16)
 
 

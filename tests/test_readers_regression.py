@@ -166,9 +166,11 @@ def test_diabetes_takes_no_path():
 def test_reader_defaults_per_format():
     augment = {"digits": "none", "mnist": "none", "svhn": "crop", "cifar10": "flip,crop", "cifar100": "flip,crop",
                "folder": "flip,crop", "npz": "none", "csv": "none", "uci": "none", "diabetes": "none",
-               "synthetic-pose": "none", "coco-keypoints": "none", "mpii": "none", "dlc": "none"}
+               "synthetic-pose": "none", "coco-keypoints": "none", "mpii": "none", "dlc": "none",
+               "synthetic-shapes": "none", "voc": "none"}
     assert {k: READERS.get(k).augment for k in READERS} == augment
-    assert [k for k in READERS if not READERS.get(k).needs_path] == ["digits", "diabetes", "synthetic-pose"]
+    assert [k for k in READERS if not READERS.get(k).needs_path] == ["digits", "diabetes", "synthetic-pose",
+                                                                      "synthetic-shapes"]
     assert READERS.get("digits").defaults == {"cycles": 8, "initial": 40, "budget": 40, "subset": 0, "epochs": 40,
                                               "batch_size": 32, "lr": 0.05}
     uci, diabetes = READERS.get("uci").defaults, READERS.get("diabetes").defaults

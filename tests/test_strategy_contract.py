@@ -42,7 +42,22 @@ def _pose_data() -> Dataset:
 
 
 POSE = _pose_data()
-DATA = {"classification": (CLASSIFICATION, "cnn"), "regression": (REGRESSION, "mlp"), "pose": (POSE, "hourglass-small")}
+
+
+def _detection_data() -> Dataset:
+    """90 + 30 images of 1-3 shapes on 32 x 32 (the synthetic-shapes renderer)."""
+    from activeloss.data.readers.boxcommon import detection_dataset
+    from activeloss.data.readers.synthetic_shapes import CLASSES, layout, objects_of, render
+
+    rng = np.random.default_rng(0)
+    boxes, classes = layout(120, 32, rng)
+    return detection_dataset("tiny-shapes", render(boxes, classes, 32, rng), objects_of(boxes, classes), CLASSES,
+                             np.arange(120) < 90, "test", "last 30")
+
+
+DETECTION = _detection_data()
+DATA = {"classification": (CLASSIFICATION, "cnn"), "regression": (REGRESSION, "mlp"), "pose": (POSE, "hourglass-small"),
+        "detection": (DETECTION, "ssd-small")}
 SMALL = dict(epochs=1, batch_size=16, eval_batch_size=16, mc_passes=3, vae_width=4, vae_epochs=0.5,
              vae_batch_size=16, vae_latent=4, gen_width=4, gen_iterations=2, gen_batch_size=16, gen_latent=4)
 LABELED = torch.arange(0, 90, 3)  # 30 labeled items
@@ -76,6 +91,10 @@ def test_the_cases_cover_every_valid_pair_of_both_tasks():
     pose = {n for t, n in CASES if t == "pose"}
     assert {"random", "entropy", "coreset", "llal", "llal-mse", "dnal", "lossnet+entropy"} <= pose
     assert not {"margin", "bald", "badge", "lplgrad", "mc-variance", "none+gradnorm", "mc-dropout+random"} & pose
+    detection = {n for t, n in CASES if t == "detection"}
+    assert {"random", "entropy", "coreset", "llal", "llal-mse", "dnal", "lossnet+entropy"} <= detection
+    assert not {"margin", "bald", "badge", "lplgrad", "mc-variance", "none+gradnorm", "sraal", "bgadl",
+                "mc-dropout+random"} & detection
 
 
 @pytest.mark.parametrize("task,name", CASES)

@@ -273,6 +273,8 @@ def _plan_size(plan: Any) -> str:
 def _targets(data: Any) -> str:
     if data.task == "pose":
         return f"{int(data.y_train.shape[1]) - 1} keypoints"
+    if data.task == "detection":
+        return f"{data.num_classes} object classes"
     return f"{data.num_classes} classes" if data.num_classes else "real-valued targets"
 
 

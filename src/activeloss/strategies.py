@@ -19,7 +19,7 @@ from .objectives import OBJECTIVES, Objective
 from .registry import Registry
 from .tasks import Task, check_offers, task_type
 
-CLASSIFICATION, REGRESSION, POSE = "classification", "regression", "pose"
+CLASSIFICATION, REGRESSION, POSE, DETECTION = "classification", "regression", "pose", "detection"
 
 
 @dataclass(frozen=True)
@@ -174,15 +174,16 @@ def valid_pairs(task: type[Task] | Task) -> list[str]:
 BOTH = (CLASSIFICATION, REGRESSION)
 
 register(Strategy("random", "none", "random", "uniform random choice: the baseline every method must beat",
-                  main_for=(*BOTH, POSE)))
-register(Strategy("entropy", "none", "entropy", "highest predictive entropy (pose: mean per-joint heatmap entropy)",
-                  main_for=(CLASSIFICATION, POSE)))
+                  main_for=(*BOTH, POSE, DETECTION)))
+register(Strategy("entropy", "none", "entropy", "highest predictive entropy (pose: mean per-joint heatmap entropy; "
+                  "detection: mean softmax entropy of an image's detections)",
+                  main_for=(CLASSIFICATION, POSE, DETECTION)))
 register(Strategy("margin", "none", "margin", "smallest margin between the two most likely classes"))
 register(Strategy("least-confidence", "none", "least-confidence", "lowest top-class probability"))
 register(Strategy(
     "llal", "lossnet", "predicted-loss",
     "Learning Loss: a module trained with the pairwise ranking loss predicts each item's loss; query the highest",
-    "Yoo and Kweon, Learning Loss for Active Learning, CVPR 2019", main_for=(*BOTH, POSE),
+    "Yoo and Kweon, Learning Loss for Active Learning, CVPR 2019", main_for=(*BOTH, POSE, DETECTION),
 ))
 register(Strategy(
     "llal-mse", "lossnet-mse", "predicted-loss",
@@ -226,7 +227,7 @@ register(Strategy(
     "coreset", "none", "coreset",
     "k-center greedy over the penultimate features, with every labeled item as a centre",
     "Sener and Savarese, Active Learning for Convolutional Neural Networks: A Core-Set Approach, ICLR 2018",
-    main_for=(*BOTH, POSE),
+    main_for=(*BOTH, POSE, DETECTION),
 ))
 register(Strategy(
     "bald", "mc-dropout", "bald",

@@ -45,21 +45,22 @@ class Settings:
     # -- what to learn from
     dataset: str = option("digits", "digits, diabetes, or KIND:PATH (the kinds and their file layouts are listed "
                           "at the end of this help)", group=DATA)
-    task: str = option("auto", "classification, regression or pose (auto: what the dataset holds)",
-                       choices=("auto", "classification", "regression", "pose"), group=DATA)
+    task: str = option("auto", "classification, regression, pose or detection (auto: what the dataset holds)",
+                       choices=("auto", "classification", "regression", "pose", "detection"), group=DATA)
     target: str | None = option(None, "the target column of a csv table (default: the column named label)", group=DATA)
     split: int = option(0, "which fixed train/test split of a benchmark that ships several (UCI: 0..19)",
                         at_least=0, group=DATA)
     test_fraction: float = option(0.2, "test share when a dataset has no test split", above=0, below=1, group=DATA)
-    image_size: int | None = option(None, "folder: data: resize every image to SIZE x SIZE pixels on load (images "
-                                    "of mixed sizes such as Caltech-101's); default: as they are, all one size",
-                                    at_least=8, group=DATA)
     image_memory_gb: float | None = option(None, "folder: data: the most memory (GB) its decoded images may take; a "
                                            "larger folder stays on disk and each batch is decoded when taken, in "
                                            "worker processes (default: a quarter of this machine's memory)",
                                            at_least=0, group=DATA)
     crop_size: int | None = option(None, "pose readers: side in pixels of the square person crops (default 256; "
                                    "synthetic-pose: 64)", at_least=8, group=DATA)
+    image_size: int | None = option(None, "side in pixels of square images: folder: data resized on load (images of "
+                                    "mixed sizes such as Caltech-101's; default: as they are, all one size); "
+                                    "detection readers (voc:, synthetic-shapes): the model inputs images and boxes "
+                                    "are scaled to (default: the reader's)", at_least=8, group=DATA)
     # -- the loop
     preset: str | None = option(None, "a named protocol (activeloss presets lists them); the options you give win "
                                 "over it", group=LOOP)
@@ -120,6 +121,15 @@ class Settings:
                                at_least=0, below=1, group=TRAINING)
     pose_flip: bool = option(True, "pose: mirror half the training items, left and right joints swapped",
                              group=TRAINING)
+    detection_augment: str | None = option(None, "detection: ssd, SSD's batch augmentation (photometric, expand, "
+                                           "IoU-constrained crop, flip), light (photometric and flip: the CPU "
+                                           "variant) or none (default: ssd; the CPU defaults of the detection "
+                                           "readers: light)", choices=("ssd", "light", "none"), group=TRAINING)
+    detection_ap: str = option("voc07", "detection: AP interpolation of the mAP, voc07 (11 points, what the SSD code "
+                               "reports) or all-point (VOC2010 on)", choices=("voc07", "all-point"), group=TRAINING)
+    backbone_weights: str | None = option(None, "ssd300: a local VGG-16 ImageNet state_dict to start the backbone "
+                                          "from (torchvision's features.N keys; nothing is downloaded)",
+                                          group=TRAINING)
     # -- execution
     threads: int = option(0, "CPU threads (0 = auto: one for the small cnn/mlp models, whose tiny tensors only lose "
                           "from threading; PyTorch's default otherwise)", at_least=0, group=EXECUTION)

@@ -86,7 +86,7 @@ def set_threads(settings: Any, device: torch.device, workers: int = 1) -> None:
     ``workers`` processes side by side an equal share of the cores each."""
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
-    elif device.type == "cpu" and settings.model in ("cnn", "mlp"):
+    elif device.type == "cpu" and settings.model in ("cnn", "mlp", "ssd-small"):
         torch.set_num_threads(1)
     elif workers > 1:
         torch.set_num_threads(max(1, torch.get_num_threads() // workers))

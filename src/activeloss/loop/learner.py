@@ -263,7 +263,7 @@ class Learner:
             model = self._factory()
         else:
             model = models.build(s.model or "", self.task.output_size(self.data), self.data.input_shape,
-                                 task=s.task, stacks=s.stacks)
+                                 task=s.task, stacks=s.stacks, backbone_weights=s.backbone_weights)
         model = distributed.sync_batchnorm(model.to(self.device), s.sync_bn, self.device)
         # converts the 4-d (conv) weights only: nothing changes for a model without convolutions
         fmt = performance.memory_format(s.channels_last, self.device, self.data.is_image)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -90,10 +91,15 @@ def resolve_run(settings: Settings, strategy: Strategy, data: Dataset, reader: R
     s.task = task_of(settings, data)
     check_values(s)
     strategy.check(task_type(s.task))
+    if s.backbone_weights:  # read when the learner builds the model: say now what is wrong with it
+        if "backbone_weights" not in models.MODELS.get(s.model or "").options:
+            raise ConfigError(f"--backbone-weights starts SSD300's VGG-16 backbone; the model {s.model} takes none")
+        if not Path(s.backbone_weights).expanduser().is_file():
+            raise ConfigError(f"--backbone-weights: no file {s.backbone_weights}")
     if parse_augment(s.augment or "none") and not task_type(s.task).input_augment:
+        own = {"detection": "--detection-augment"}.get(s.task, "--pose-rotate, --pose-scale, --pose-flip")
         raise ConfigError(f"--augment {s.augment} would move the images under their {s.task} targets; the {s.task} "
-                          "task augments whole batches itself (--pose-rotate, --pose-scale, --pose-flip): use "
-                          "--augment none")
+                          f"task augments whole batches itself ({own}): use --augment none")
     objective_options, acquisition_options, options = strategy.options(s)
     return Run(strategy, s, objective_options, acquisition_options, options)
 
@@ -172,6 +178,7 @@ def plan(settings: Settings) -> Plan:
                                       f"hold {held} training items, fewer than --initial {s.initial}")
         outputs = make_task(s.task).output_size(data)
         # fails early on a bad pairing
-        models.build(s.model or "", outputs, data.input_shape, task=s.task, stacks=s.stacks)
+        models.build(s.model or "", outputs, data.input_shape, task=s.task, stacks=s.stacks,
+                     backbone_weights=None)  # the weights file is read when the learner builds the model
         runs.append(run)
     return Plan(settings, data, runs, device)

@@ -19,6 +19,7 @@ from .hourglass import StackedHourglass, hourglass, hourglass_small
 from .modes import eval_mode
 from .resnet import ResNet18
 from .small import MLP, SmallCNN
+from .ssd import SSD, ssd300, ssd_small
 from .taps import Taps, resolve_modules, tapped
 from .vgg import VGG16
 
@@ -30,7 +31,8 @@ class ModelEntry:
     build: Callable[..., nn.Module]
     inputs: str = "images"  # images (C, H, W) or rows (D,): what it accepts
     min_side: int = 0  # smallest image side it accepts
-    #: "heatmaps" for keypoint models (the pose task), "vector" for one output vector per item
+    #: "heatmaps" for keypoint models (the pose task), "boxes" for detectors (one (D, 4 + C + 1)
+    #: row block per image), "vector" for one output vector per item
     outputs: str = "vector"
     #: the run's settings its build takes as keywords (the hourglass: ``stacks``)
     options: tuple[str, ...] = ()
@@ -47,6 +49,10 @@ def _rows(cls: Callable[..., nn.Module]) -> Callable[[int, tuple[int, ...]], nn.
 
 def _images(cls: Callable[..., nn.Module]) -> Callable[[int, tuple[int, ...]], nn.Module]:
     return lambda outputs, shape: cls(num_classes=outputs, in_channels=shape[0])
+
+
+def _detector(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    return lambda outputs, shape, **options: fn(outputs, in_channels=shape[0], **options)
 
 
 def _heatmaps(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -68,9 +74,15 @@ MODELS.register("hourglass", ModelEntry(_heatmaps(hourglass), min_side=16, outpu
 MODELS.register("hourglass-small", ModelEntry(_heatmaps(hourglass_small), min_side=8, outputs="heatmaps",
                                               options=("stacks",)),
                 "a small Stacked Hourglass for CPU runs (32 features, depth 2; 16x16 heatmaps for 64x64 crops)")
+MODELS.register("ssd300", ModelEntry(_detector(ssd300), min_side=64, outputs="boxes", options=("backbone_weights",)),
+                "SSD300 with a VGG-16 backbone for detection (300x300 inputs; --backbone-weights: a local VGG-16 "
+                "state_dict), taps conv4_3, conv7, conv8_2, conv9_2, conv10_2, conv11_2")
+MODELS.register("ssd-small", ModelEntry(_detector(ssd_small), min_side=32, outputs="boxes"),
+                "a small SSD for CPU runs (BN convs, four source maps, 64-160 pixel inputs), taps conv4, conv7, "
+                "conv8, conv9")
 
 #: what each task needs its model to output
-TASK_OUTPUTS = {"pose": "heatmaps"}
+TASK_OUTPUTS = {"pose": "heatmaps", "detection": "boxes"}
 
 
 def build(name: str, outputs: int, input_shape: tuple[int, ...], *, task: str | None = None, **options: object
@@ -95,16 +107,18 @@ def build(name: str, outputs: int, input_shape: tuple[int, ...], *, task: str | 
 
 def default_model(input_shape: tuple[int, ...], task: str = "classification") -> str:
     """The model a dataset gets when none is named: for pose the Stacked Hourglass (the small one
-    below 128-pixel crops); else MLP for rows, small CNN for small grey images, ResNet-18 for
-    colour images."""
+    below 128-pixel crops), for detection SSD300 (the small SSD below 300 pixels); else MLP for
+    rows, small CNN for small grey images, ResNet-18 for colour images."""
     if task == "pose":
         return "hourglass" if min(input_shape[1:]) >= 128 else "hourglass-small"
+    if task == "detection":
+        return "ssd300" if min(input_shape[1:]) >= 300 else "ssd-small"
     if len(input_shape) == 1:
         return "mlp"
     channels, height, _ = input_shape
     return "cnn" if channels == 1 and height <= 32 else "resnet18"
 
 
-__all__ = ["MLP", "MODELS", "ModelEntry", "ResNet18", "SmallCNN", "StackedHourglass", "Taps", "VGG16", "build",
+__all__ = ["MLP", "MODELS", "ModelEntry", "ResNet18", "SSD", "SmallCNN", "StackedHourglass", "Taps", "VGG16", "build",
            "default_model",
            "eval_mode", "features_of", "last_linear", "resolve_modules", "split_classifier", "tapped"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from .base import READERS, Reader, ReadOptions, load_dataset, parse_spec, reader_of
 from . import digits, mnist, cifar, svhn, folder, npz, csv, uci, diabetes  # noqa: F401
 from . import synthetic_pose, coco_keypoints, mpii, dlc  # noqa: F401
+from . import synthetic_shapes, voc  # noqa: F401
 # isort: on
 
 __all__ = ["READERS", "ReadOptions", "Reader", "load_dataset", "parse_spec", "reader_of"]

@@ -21,7 +21,8 @@ class ReadOptions:
     target: str | None = None  # the target column of a table (csv); None: the reader's default
     task: str | None = None  # classification or regression; None: the reader decides
     crop_size: int | None = None  # pose readers: side of the square person crops; None: the reader's default
-    image_size: int | None = None  # folder: every image resized to this square side on load; None: as they are
+    image_size: int | None = None  # folder: images resized to this square side on load (None: as they are);
+    # detection readers: the side of the square model inputs (None: the reader's default)
     image_memory_gb: float | None = None  # folder: decoded size above which it streams; None: a quarter of RAM
 
 
@@ -41,7 +42,7 @@ class Reader:
 
 READERS: Registry[Reader] = Registry("dataset kind")
 #: the dataset kinds whose images --image-size resizes on load
-RESIZING_KINDS = ("folder",)
+RESIZING_KINDS = ("folder", "voc", "synthetic-shapes")
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -71,14 +72,17 @@ def load_dataset(spec: str, seed: int = 0, test_fraction: float = 0.2, *, split:
     options = ReadOptions(seed, test_fraction, split, target, task, crop_size, image_size, image_memory_gb)
     if not reader.needs_path:
         if path:
-            where = "made in memory" if kind == "synthetic-pose" else "bundled with scikit-learn"
+            where = "made in memory" if kind.startswith("synthetic-") else "bundled with scikit-learn"
             raise DataError(f"the {kind} dataset is {where} and takes no path: use '{kind}'")
         return reader.read(kind, None, options)
     if not path:
         raise DataError(f"a dataset spec needs a path: {kind}:PATH")
     root = Path(path).expanduser()
-    if not root.exists():
-        raise DataError(f"{kind}: {root} does not exist")
+    # several roots joined with "+" (voc:VOC2007+VOC2012): each must exist
+    parts = [Path(p).expanduser() for p in path.split("+") if p] if "+" in path and not root.exists() else [root]
+    missing = next((p for p in parts if not p.exists()), None)
+    if missing is not None:
+        raise DataError(f"{kind}: {missing} does not exist")
     try:
         return reader.read(kind, root, options)
     except OSError as e:  # e.g. a permission denied while listing or reading: still the user's to fix
