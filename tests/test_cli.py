@@ -287,3 +287,11 @@ def test_a_diverged_loss_module_is_recorded_not_a_crash(tmp_path, monkeypatch):
                  "--budget", "10", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
     rows = results_rows(out)
     assert len(rows) == 2 and all(r["ranking_accuracy"] == "" for r in rows)
+
+
+def test_one_milestone_percentage_on_the_command_line(capsys):
+    assert main(["run", "--dataset", "digits", "--epochs", "40", "--milestones", "80%", "--dry-run"]) == 0
+    assert "milestones = [32]" in capsys.readouterr().out
+    assert main(["run", "--dataset", "digits", "--milestones", "x%", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--milestones" in err[0]

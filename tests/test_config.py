@@ -51,6 +51,9 @@ def test_resolve_run_layers_the_strategy_and_its_components_options():
 
 def test_coerce_parses_cli_strings_and_names_the_bad_option():
     assert coerce(spec_of("milestones"), "80,120") == [80, 120]
+    # one percentage is a list of one (it was taken for a scalar, and the run crashed on its characters)
+    assert coerce(spec_of("milestones"), "80%") == ["80%"]
+    assert coerce(spec_of("milestones"), "50%, 120") == ["50%", 120]
     assert coerce(spec_of("strategies"), "random, entropy") == ["random", "entropy"]
     assert coerce(spec_of("reinit"), "yes") is True
     assert coerce(spec_of("lr"), "0.5") == 0.5

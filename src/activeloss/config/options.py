@@ -209,12 +209,12 @@ def coerce(spec: Spec, value: Any, origin: str = "settings") -> Any:
     """Turn a CLI string or a TOML value into the option's type, or raise a :class:`ConfigError`."""
     if value is None:
         return None
-    if spec.percent_of is not None and is_percent(value):
-        return _percent(spec, value, origin)
     if spec.kind.startswith("list[") and spec.percent_of is not None:  # milestones: each an epoch or a %
-        items = value.split(",") if isinstance(value, str) else list(value)
+        items = value.split(",") if isinstance(value, str) else list(value)  # "80%" is a list of one
         inner = dataclasses.replace(spec, kind=spec.kind[5:-1])
         return [coerce(inner, v, origin) for v in items if str(v).strip()]
+    if spec.percent_of is not None and is_percent(value):
+        return _percent(spec, value, origin)
     try:
         if spec.kind == "list[str]":
             items = value.split(",") if isinstance(value, str) else list(value)
