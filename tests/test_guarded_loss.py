@@ -56,8 +56,8 @@ def test_held_out_items_are_a_fixed_share_and_teach_the_module_nothing(tiny_data
     assert all(p.grad is None or not p.grad.any() for p in objective.lossnet.parameters())
 
 
-def _context(tiny_dataset, labels=True):
-    parts = build_parts("guarded-loss", tiny_dataset, guard_min_items=2)
+def _context(tiny_dataset, labels=True, **options):
+    parts = build_parts("guarded-loss", tiny_dataset, guard_min_items=2, **options)
     parts.model.eval()
     parts.objective.eval()
     inputs = Inputs.from_dataset(tiny_dataset, torch.device("cpu"), (), 0)
@@ -68,12 +68,42 @@ def _context(tiny_dataset, labels=True):
     return parts, inputs, ctx
 
 
-def test_a_module_that_does_not_rank_gets_typical_picks(tiny_dataset, monkeypatch):
-    parts, inputs, ctx = _context(tiny_dataset)
+def _first_seed() -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=torch.Generator().manual_seed(0)))
+
+
+def test_a_module_that_does_not_rank_gets_coreset_picks_by_default_and_no_scores(tiny_dataset, monkeypatch):
+    from activeloss.scoring import k_center_greedy
+
+    parts, _, ctx = _context(tiny_dataset)
+    assert parts.acquisition.options.guard_fallback == "coreset"
     monkeypatch.setattr(type(parts.acquisition), "held_out_ranking", lambda self, ctx: 0.55)
+    selection = parts.acquisition.select(ctx, 6)
+    features = ctx.features(ctx.candidates)
+    expected = ctx.candidates[k_center_greedy(features, ctx.features(ctx.labeled), 6)]
+    assert selection.indices.tolist() == expected.tolist()
+    assert selection.scores is None  # a stored query without scores is a fallback batch
+
+
+def test_the_fallback_can_be_random_or_typical(tiny_dataset, monkeypatch):
+    monkeypatch.setattr(type(build_parts("guarded-loss", tiny_dataset).acquisition), "held_out_ranking",
+                        lambda self, ctx: 0.55)
+    parts, inputs, ctx = _context(tiny_dataset, guard_fallback="random")
     chosen = parts.acquisition.select(ctx, 6).indices
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=torch.Generator().manual_seed(0)))
-    assert chosen.tolist() == cold_start(inputs, ctx.candidates, 6, seed)[0]
+    expected = ctx.candidates[torch.randperm(ctx.candidates.numel(), generator=torch.Generator().manual_seed(0))[:6]]
+    assert chosen.tolist() == expected.tolist()
+    parts, inputs, ctx = _context(tiny_dataset, guard_fallback="typical")
+    assert parts.acquisition.select(ctx, 6).indices.tolist() == cold_start(inputs, ctx.candidates, 6, _first_seed())[0]
+
+
+@pytest.mark.parametrize("cold_start_rule", ["typical", "fallback"])
+def test_too_few_held_out_items_get_the_cold_start(tiny_dataset, monkeypatch, cold_start_rule):
+    parts, inputs, ctx = _context(tiny_dataset, guard_cold_start=cold_start_rule, guard_fallback="random")
+    monkeypatch.setattr(type(parts.acquisition), "held_out_ranking", lambda self, ctx: float("nan"))
+    chosen = parts.acquisition.select(ctx, 6).indices.tolist()
+    typical = cold_start(inputs, ctx.candidates, 6, _first_seed())[0]
+    random = ctx.candidates[torch.randperm(ctx.candidates.numel(), generator=torch.Generator().manual_seed(0))[:6]]
+    assert chosen == (typical if cold_start_rule == "typical" else random.tolist())
 
 
 def test_without_known_labels_nothing_is_measured(tiny_dataset):

@@ -75,6 +75,11 @@ class QueryContext:
         with self.autocast():
             return torch.cat([embed(x).float() for x in self.inputs.batches(indices, self.batch_size)])
 
+    def labeled_features(self, like: torch.Tensor) -> torch.Tensor:
+        """The labeled items' features, or an empty (0, d) block shaped after ``like`` (candidates'
+        features) when nothing is labeled yet: the centres of a k-center query."""
+        return self.features(self.labeled) if self.labeled.numel() else like.new_zeros(0, like.shape[1])
+
 
 @dataclass
 class Selection:

@@ -42,7 +42,7 @@ class CoresetAcquisition(Acquisition):
 
     def select(self, ctx: QueryContext, k: int) -> Selection:
         cand = ctx.features(ctx.candidates)
-        labeled = ctx.features(ctx.labeled) if ctx.labeled.numel() else cand.new_zeros(0, cand.shape[1])
+        labeled = ctx.labeled_features(cand)
         picks = k_center_greedy(cand, labeled, k)
         scores = _min_dist_at_pick(cand, labeled.to(cand.device), picks).cpu()
         return Selection(ctx.candidates.cpu()[picks.cpu()], scores)

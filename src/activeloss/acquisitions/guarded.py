@@ -10,10 +10,14 @@ So the strategy trains the module on detached features (``--stop-gradient-epoch 
 share of the labeled items away from the module (``--module-holdout``, 20 %) and, at each
 query, measures the module's ranking accuracy on those held-out items against their real losses
 under the current model: a signal from labels already paid for, never from the test set.
-Below ``--guard-accuracy`` (or with too few held-out items) the picks are typical and diverse
-(the medoid of each of k k-means groups of the inputs, :func:`~activeloss.scoring.typical.cold_start`);
-above it they are diverse among the high predicted losses: k-center greedy in the model's
-feature space over the top ``--loss-pool`` x k candidates by predicted loss.
+At or above ``--guard-accuracy`` the picks are diverse among the high predicted losses: k-center
+greedy in the model's feature space over the top ``--loss-pool`` x k candidates by predicted loss.
+Below it the module is not trusted and ``--guard-fallback`` picks: core-set's k-center greedy
+over the model's features by default (random and typical are options). While too few items are
+held out to measure the module at all (the first queries of a small start), the fallback picks
+too, or typical ones with ``--guard-cold-start typical`` (the medoid of each of k k-means groups
+of the inputs, :func:`~activeloss.scoring.typical.cold_start`). These defaults were chosen on
+validation splits of the training data (docs/guarded-loss-benchmark.md).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from ..config.options import option
 from ..metrics import ranking_accuracy
 from ..scoring import k_center_greedy
 from ..scoring.typical import cold_start
-from .base import ACQUISITIONS, Acquisition, QueryContext, Selection, top_k
+from .base import ACQUISITIONS, Acquisition, QueryContext, RandomAcquisition, Selection, top_k
 from .loss_based import predicted_losses
 
 _log = logging.getLogger(__name__)
@@ -35,13 +39,19 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GuardedLossOptions:
-    guard_accuracy: float = option(0.65, "guarded-loss: the module's ranking accuracy on held-out labeled items from "
+    guard_accuracy: float = option(0.75, "guarded-loss: the module's ranking accuracy on held-out labeled items from "
                                    "which the picks follow predicted loss (below: typical, diverse picks)",
                                    above=0.5, below=1)
     guard_min_items: int = option(10, "guarded-loss: held-out labeled items needed to measure the module's ranking",
                                   at_least=2)
     loss_pool: float = option(5.0, "guarded-loss: the diverse picks come from the top loss-pool x k candidates by "
                               "predicted loss", at_least=1)
+    guard_cold_start: str = option("fallback", "guarded-loss: the picks while too few items are held out to measure "
+                                   "the module: the --guard-fallback's, or typical (k-means medoids of the inputs)",
+                                   choices=("fallback", "typical"))
+    guard_fallback: str = option("coreset", "guarded-loss: the picks while the module ranks held-out items below "
+                                 "--guard-accuracy: coreset (k-center over the model's features), random or typical",
+                                 choices=("coreset", "random", "typical"))
 
 
 class GuardedLossAcquisition(Acquisition):
@@ -52,19 +62,35 @@ class GuardedLossAcquisition(Acquisition):
 
     def select(self, ctx: QueryContext, k: int) -> Selection:
         accuracy = self.held_out_ranking(ctx)
-        if not accuracy >= self.options.guard_accuracy:  # NaN (too few held-out items) included
-            _log.info("guarded-loss: held-out ranking accuracy %.3f: typical, diverse picks", accuracy)
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
-            picks, shares = cold_start(ctx.inputs, ctx.candidates.cpu(), k, seed)
-            return Selection(torch.tensor(picks, dtype=torch.long), torch.tensor(shares))
+        if math.isnan(accuracy):  # too few held-out items to measure the module: the cold start
+            rule = self.options.guard_fallback if self.options.guard_cold_start == "fallback" else "typical"
+            _log.info("guarded-loss: too few held-out items to measure the module: %s picks", rule)
+            return self.fallback(ctx, k, rule)
+        if accuracy < self.options.guard_accuracy:
+            _log.info("guarded-loss: held-out ranking accuracy %.3f: %s picks", accuracy, self.options.guard_fallback)
+            return self.fallback(ctx, k, self.options.guard_fallback)
         _log.info("guarded-loss: held-out ranking accuracy %.3f: diverse picks among high predicted losses", accuracy)
         predicted = predicted_losses(ctx, ctx.candidates)
         pool = top_k(predicted, min(ctx.candidates.numel(), max(k, math.ceil(self.options.loss_pool * k))))
         pool = pool.to(ctx.candidates.device)
         candidates = ctx.features(ctx.candidates[pool])
-        labeled = ctx.features(ctx.labeled) if ctx.labeled.numel() else candidates.new_zeros(0, candidates.shape[1])
-        chosen = k_center_greedy(candidates, labeled, k).to(pool.device)
+        chosen = k_center_greedy(candidates, ctx.labeled_features(candidates), k).to(pool.device)
         return Selection(ctx.candidates[pool[chosen]].cpu(), predicted[pool[chosen]].cpu())
+
+    @staticmethod
+    def fallback(ctx: QueryContext, k: int, rule: str) -> Selection:
+        """The picks that do not use the module: ``typical``, ``random`` or ``coreset``.  Random and
+        core-set picks carry no score, so a stored query without scores is a fallback batch and one
+        with scores followed the predicted losses (or, typical, the groups' shares)."""
+        if rule == "typical":
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
+            picks, shares = cold_start(ctx.inputs, ctx.candidates.cpu(), k, seed)
+            return Selection(torch.tensor(picks, dtype=torch.long), torch.tensor(shares))
+        if rule == "random":
+            return RandomAcquisition().select(ctx, k)
+        candidates = ctx.features(ctx.candidates)
+        chosen = k_center_greedy(candidates, ctx.labeled_features(candidates), k)
+        return Selection(ctx.candidates.cpu()[chosen.cpu()], None)
 
     def held_out_ranking(self, ctx: QueryContext) -> float:
         """The module's ranking accuracy on the labeled items it never learned from, against their

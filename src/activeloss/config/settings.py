@@ -51,6 +51,9 @@ class Settings:
     split: int = option(0, "which fixed train/test split of a benchmark that ships several (UCI: 0..19)",
                         at_least=0, group=DATA)
     test_fraction: float = option(0.2, "test share when a dataset has no test split", above=0, below=1, group=DATA)
+    validation: float = option(0.0, "evaluate on this share of the training set (drawn with --seed) instead of the "
+                               "test split, which the run then never uses: for choosing settings (0: the test split)",
+                               at_least=0, below=1, group=DATA)
     image_memory_gb: float | None = option(None, "folder: data: the most memory (GB) its decoded images may take; a "
                                            "larger folder stays on disk and each batch is decoded when taken, in "
                                            "worker processes (default: a quarter of this machine's memory)",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..tasks import TASKS, make_task
 from .streaming import ImageFiles, Images
 
@@ -104,6 +104,29 @@ class Dataset:
                 raise DataError(f"{self.name}: inputs contain NaN or infinite values")
         make_task(self.task).validate_targets(self)
         return self
+
+    def validation_split(self, fraction: float, seed: int = 0) -> Dataset:
+        """The training set split in two: a seeded ``fraction`` of it becomes the evaluation
+        split and the rest the pool; the test split is dropped, so that settings chosen on the
+        result never saw it.  The statistics are recomputed from the smaller pool."""
+        if not 0.0 < fraction < 1.0:
+            raise ConfigError(f"--validation must lie strictly between 0 and 1 (a share of the training set), "
+                              f"got {fraction}")
+        held = int(round(self.size * fraction))
+        if held < 1 or held >= self.size:
+            raise ConfigError(f"--validation {fraction} of {self.size} training items leaves "
+                              f"{'no validation item' if held < 1 else 'no pool'}")
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(seed))
+        pool, validation = order[held:].sort().values, order[:held].sort().values
+
+        def take(x: Images, rows: torch.Tensor) -> Images:
+            return x.subset(rows.numpy()) if isinstance(x, ImageFiles) else x[rows]
+
+        extras = {**self.extras, "validation": {"fraction": fraction, "seed": seed}}
+        extras.pop("test_split", None)
+        return Dataset(f"{self.name}-validation", take(self.x_train, pool), self.y_train[pool],
+                       take(self.x_train, validation), self.y_train[validation], list(self.class_names),
+                       self.coarse_of_class, extras, self.task).validate()
 
     # -- building one from Python ------------------------------------------------
     @classmethod

@@ -96,7 +96,7 @@ class Learner:
             data = load_dataset(data, seed=given.seed, test_fraction=given.test_fraction, split=given.split,
                                 target=given.target, task=None if given.task == "auto" else given.task,
                                 crop_size=given.crop_size, image_size=given.image_size,
-                                image_memory_gb=given.image_memory_gb)
+                                image_memory_gb=given.image_memory_gb, validation=given.validation)
         elif isinstance(data, tuple):
             if len(data) != 4:
                 raise ConfigError("data as a tuple must be (x_train, y_train, x_test, y_test)")

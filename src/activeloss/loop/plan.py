@@ -154,7 +154,8 @@ def plan(settings: Settings) -> Plan:
     data = load_dataset(settings.dataset, seed=settings.seed, test_fraction=settings.test_fraction,
                         split=settings.split, target=settings.target,
                         task=None if settings.task == "auto" else settings.task, crop_size=settings.crop_size,
-                        image_size=settings.image_size, image_memory_gb=settings.image_memory_gb)
+                        image_size=settings.image_size, image_memory_gb=settings.image_memory_gb,
+                        validation=settings.validation)
     task_of(settings, data)
     names = settings.strategies or main_comparison(data.task)
     if len(set(names)) != len(names):

@@ -60,8 +60,17 @@ def reader_of(spec: str) -> Reader:
 
 def load_dataset(spec: str, seed: int = 0, test_fraction: float = 0.2, *, split: int = 0,
                  target: str | None = None, task: str | None = None, crop_size: int | None = None,
-                 image_size: int | None = None, image_memory_gb: float | None = None) -> Dataset:
-    """Read the dataset named by ``spec`` (``digits`` or ``KIND:PATH``); see :class:`ReadOptions`."""
+                 image_size: int | None = None, image_memory_gb: float | None = None,
+                 validation: float = 0.0) -> Dataset:
+    """Read the dataset named by ``spec`` (``digits`` or ``KIND:PATH``); see :class:`ReadOptions`.
+    With ``validation`` > 0 a share of the training set, drawn with ``seed``, replaces the test
+    split (:meth:`Dataset.validation_split`)."""
+    data = _read(spec, seed, test_fraction, split, target, task, crop_size, image_size, image_memory_gb)
+    return data.validation_split(validation, seed) if validation > 0 else data
+
+
+def _read(spec: str, seed: int, test_fraction: float, split: int, target: str | None, task: str | None,
+          crop_size: int | None, image_size: int | None, image_memory_gb: float | None) -> Dataset:
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"the test fraction must lie strictly between 0 and 1, got {test_fraction}")
     kind, path = parse_spec(spec)
