@@ -39,6 +39,9 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
     "pendigits-low": ("csv:{data}/pendigits.csv", [
         "--model", "mlp", "--initial", "20", "--budget", "20", "--cycles", "8", "--subset", "0",
         "--epochs", "100", "--batch-size", "8", "--lr", "0.01", "--milestones", "80%"]),
+    "letter-low": ("csv:{data}/letter.csv", [
+        "--model", "mlp", "--initial", "52", "--budget", "52", "--cycles", "8", "--subset", "0",
+        "--epochs", "100", "--batch-size", "8", "--lr", "0.05", "--milestones", "80%"]),
     "mnist-low": ("mnist:{data}/mnist", [
         "--model", "cnn", "--initial", "100", "--budget", "100", "--cycles", "5", "--subset", "5000",
         "--epochs", "60", "--batch-size", "16", "--lr", "0.05", "--milestones", "80%"]),
@@ -100,7 +103,7 @@ def report(out: Path, docs: Path) -> None:
 
 
 def _trial_aubcs(folders: list[Path]) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, float]], int]:
-    """Per strategy and trial: the AUBC of accuracy and the last cycle's accuracy (from results.csv)."""
+    """Per strategy and finished trial: the AUBC of accuracy and the last cycle's accuracy (results.csv)."""
     curves: dict[str, dict[int, dict[int, tuple[int, float]]]] = defaultdict(lambda: defaultdict(dict))
     for folder in folders:
         with open(folder / "results.csv") as f:
@@ -108,10 +111,13 @@ def _trial_aubcs(folders: list[Path]) -> tuple[dict[str, dict[int, float]], dict
                 curves[row["strategy"]][int(row["trial"])][int(row["cycle"])] = (int(row["labeled"]),
                                                                                   float(row["accuracy"]))
     pool = _pool_size(folders[0])
+    complete = max(len(cycles) for trials in curves.values() for cycles in trials.values())
     areas: dict[str, dict[int, float]] = defaultdict(dict)
     last: dict[str, dict[int, float]] = defaultdict(dict)
     for strategy, trials in curves.items():
         for trial, cycles in trials.items():
+            if len(cycles) < complete:  # an unfinished trial (an interrupted run) counts nowhere
+                continue
             points = [cycles[c] for c in sorted(cycles)]
             areas[strategy][trial] = aubc([p[0] for p in points], [p[1] for p in points], pool)
             last[strategy][trial] = points[-1][1]
@@ -146,7 +152,8 @@ def _loss_driven(folder: Path) -> tuple[int, int]:
 
 def _cell(values: list[float], best: bool) -> str:
     a = 100 * np.asarray(values)
-    text = f"{a.mean():.2f} ± {a.std(ddof=1) if a.size > 1 else 0.0:.2f}"
+    text = f"{a.mean():.2f} ± {a.std(ddof=1) if a.size > 1 else 0.0:.2f}" + (f" ({a.size} trial{'s' * (a.size > 1)})"
+                                                                          if a.size < 3 else "")
     return f"**{text}**" if best else text
 
 

@@ -26,7 +26,8 @@ def main(argv: list[str]) -> int:
 
 
 def make_store(folder: Path, seed: int, runs: dict[tuple[str, int], list[float]], epochs: int = 5,
-               dataset: dict | None = None, train_seconds: dict[int, float] | None = None) -> Path:
+               dataset: dict | None = None, train_seconds: dict[int, float] | None = None,
+               executed: dict | None = None) -> Path:
     """A finished 3-cycle run per (strategy, trial): the given accuracies, query seconds 0.5 on the two
     cycles with a query (none on the last), llal with ranking accuracy and the arrays of the figures."""
     folder.mkdir(parents=True)
@@ -35,7 +36,7 @@ def make_store(folder: Path, seed: int, runs: dict[tuple[str, int], list[float]]
     store.set_meta("settings", {"seed": seed, "trials": 2})
     store.set_meta("dataset_fingerprint", "f" + (dataset or DATASET)["spec"])
     for (strategy, trial), accs in runs.items():
-        settings = {"seed": seed, "cycles": 3, "epochs": epochs, "trials": 2, "out": str(folder)}
+        settings = {"seed": seed, "cycles": 3, "epochs": epochs, "trials": 2, "out": str(folder), **(executed or {})}
         run = store.run_id(strategy, trial, settings)
         for cycle, acc in enumerate(accs):
             metrics = {"accuracy": acc}
@@ -133,6 +134,14 @@ def test_combining_refuses_duplicates_other_protocols_and_other_datasets(folder_
                        dataset={**DATASET, "spec": "mnist:/data", "train": 60000})
     with pytest.raises(ConfigError, match="different datasets"):
         report([folder_a, mnist])
+
+
+def test_runs_executed_differently_pool(tmp_path):
+    # another --parallel-trials (e.g. on --resume), --keep-models or --diagnostics is the same protocol
+    a = make_store(tmp_path / "a", 0, {("random", 0): [0.5, 0.6, 0.7]}, executed={"parallel_trials": 1})
+    b = make_store(tmp_path / "b", 1, {("random", 0): [0.3, 0.4, 0.5]},
+                   executed={"parallel_trials": 2, "keep_models": "none", "diagnostics": "none"})
+    assert "mean ± std over 2 trials" in report([a, b])
 
 
 def test_cli_report_errors_are_one_line(folder_a, tmp_path, capsys):

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from ..config import EXECUTION_FIELDS
 from ..errors import ConfigError
 from ..store import Store
 from .tables import MetricInfo, metric_info
 
-#: Settings that may differ between folders whose trials are pooled.
+#: Settings that may differ between folders whose trials are pooled: besides these, how a run was
+#: executed (``EXECUTION_FIELDS``: a run resumed with another --parallel-trials is one protocol).
 POOLABLE = frozenset({"trials", "seed", "out", "device", "threads", "eval_batch_size", "strategies", "dataset",
-                      "preset"})  # a preset's values are in the other settings; its name is only a label
+                      "preset"}) | frozenset(EXECUTION_FIELDS)  # a preset's values are in the other settings
 
 
 @dataclass(frozen=True)
