@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -373,9 +372,7 @@ def test_the_small_detector_learns_the_synthetic_set():
     learner = Learner("ssd-small", data, "random", epochs=10, lr=0.05, batch_size=32, eval_batch_size=256,
                       detection_augment="none", threads=1)
     learner.teach(torch.arange(400), data.y_train[:400])
-    started = time.perf_counter()
-    learner.fit()
-    assert time.perf_counter() - started < 30
+    learner.fit()  # its speed is bench/bench_detection.py's to measure, not a test's
     assert learner.evaluate()["map"] > 0.9
 
 
