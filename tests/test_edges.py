@@ -20,7 +20,7 @@ from conftest import results_rows, subprocess_env, write_tiny_npz
 
 TINY = ["--strategies", "random,entropy", "--trials", "2", "--cycles", "3", "--initial", "20", "--budget", "10",
         "--subset", "50", "--epochs", "2", "--batch-size", "16", "--model", "cnn"]
-SLOW = [*TINY[:-6], "--epochs", "40", "--batch-size", "8", "--model", "cnn"]  # about a second per cycle: time to kill
+SLOW = [*TINY[:-6], "--epochs", "80", "--batch-size", "8", "--model", "cnn"]  # a few seconds per cycle: time to kill
 
 
 def _workers(pid: int) -> list[int]:
@@ -100,6 +100,7 @@ def test_ctrl_c_names_the_folder_to_resume_and_kill_9_leaves_no_warning(slow_ref
         while _evaluated(out / "store.sqlite") < 1 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert _evaluated(out / "store.sqlite") >= 1, "the run never finished its first cycle"
+        assert proc.poll() is None, "the run ended before it could be stopped: make SLOW slower"
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=300)
         time.sleep(0.5)  # an orphaned resource tracker would print its warning now
