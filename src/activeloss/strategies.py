@@ -217,7 +217,7 @@ register(Strategy(
 register(Strategy(
     "guarded-loss", "lossnet", "guarded-loss",
     "ours: a module on detached features (never touches the backbone) predicts losses; picks are diverse among "
-    "the highest predicted losses once the module ranks held-out labeled items well, typical and diverse before",
+    "the highest predicted losses once the module ranks held-out labeled items well, core-set's before",
     "activeloss's own (docs/loss-diagnosis.md); builds on Learning Loss (Yoo and Kweon, CVPR 2019)",
     defaults={"stop_gradient_epoch": 0, "module_holdout": 0.2},
     note="activeloss's own strategy, not a paper's",

@@ -32,6 +32,7 @@ from ..metrics import ranking_accuracy
 from ..scoring import k_center_greedy
 from ..scoring.typical import cold_start
 from .base import ACQUISITIONS, Acquisition, QueryContext, RandomAcquisition, Selection, top_k
+from .diversity import CoresetAcquisition
 from .loss_based import predicted_losses
 
 _log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ _log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GuardedLossOptions:
     guard_accuracy: float = option(0.75, "guarded-loss: the module's ranking accuracy on held-out labeled items from "
-                                   "which the picks follow predicted loss (below: typical, diverse picks)",
+                                   "which the picks follow predicted loss (below: the --guard-fallback's picks)",
                                    above=0.5, below=1)
     guard_min_items: int = option(10, "guarded-loss: held-out labeled items needed to measure the module's ranking",
                                   at_least=2)
@@ -55,7 +56,7 @@ class GuardedLossOptions:
 
 
 class GuardedLossAcquisition(Acquisition):
-    """Predicted loss with diversity, once the module proves it ranks; typical picks before."""
+    """Predicted loss with diversity, once the module proves it ranks; the fallback's picks before."""
 
     requires = "predicts_loss"
     Options = GuardedLossOptions
@@ -88,9 +89,7 @@ class GuardedLossAcquisition(Acquisition):
             return Selection(torch.tensor(picks, dtype=torch.long), torch.tensor(shares))
         if rule == "random":
             return RandomAcquisition().select(ctx, k)
-        candidates = ctx.features(ctx.candidates)
-        chosen = k_center_greedy(candidates, ctx.labeled_features(candidates), k)
-        return Selection(ctx.candidates.cpu()[chosen.cpu()], None)
+        return Selection(CoresetAcquisition().select(ctx, k).indices, None)
 
     def held_out_ranking(self, ctx: QueryContext) -> float:
         """The module's ranking accuracy on the labeled items it never learned from, against their
@@ -109,4 +108,4 @@ class GuardedLossAcquisition(Acquisition):
 
 ACQUISITIONS.register("guarded-loss", GuardedLossAcquisition,
                       "ours: diverse high predicted losses once the module ranks held-out labeled items well, "
-                      "typical picks before")
+                      "core-set picks before")
